@@ -1,0 +1,132 @@
+"""Committing a run of stream records: aggregate updates and the shard checkpoint in one TransactWriteItems.
+
+The checkpoint write is conditional on the checkpoint still being where this reader found it, so a replayed batch
+(after a crash, or by a second reader of the same shard) cancels the whole transaction instead of counting twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from aggregator.keys import AggregateKey
+from aggregator.rollup import Totals
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+
+# TransactWriteItems takes 100 items; one of them is the checkpoint.
+MAX_AGGREGATES_PER_TRANSACTION = 99
+
+
+class CheckpointMoved(RuntimeError):
+    """Another reader (or an earlier life of this one) already committed past our position."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    sequence_number: str | None  # None: nothing consumed yet, read from TRIM_HORIZON
+    finished: bool = False
+
+
+def checkpoint_key(stream_arn: str, shard_id: str) -> dict[str, Any]:
+    return {"pk": {"S": f"{stream_arn}|{shard_id}"}}
+
+
+class CheckpointStore:
+    def __init__(self, ddb: DynamoDBClient, table: str) -> None:
+        self._ddb = ddb
+        self._table = table
+
+    async def load(self, stream_arn: str, shard_id: str) -> Checkpoint:
+        response = await self._ddb.get_item(
+            TableName=self._table, Key=checkpoint_key(stream_arn, shard_id), ConsistentRead=True
+        )
+        item = response.get("Item")
+        if not item:
+            return Checkpoint(None)
+        seq = item.get("sequence_number", {}).get("S")
+        return Checkpoint(seq, bool(item.get("finished", {}).get("BOOL", False)))
+
+    def _checkpoint_put(
+        self, stream_arn: str, shard_id: str, previous: str | None, new: str | None, finished: bool
+    ) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            **checkpoint_key(stream_arn, shard_id),
+            "stream_arn": {"S": stream_arn},
+            "shard_id": {"S": shard_id},
+            "finished": {"BOOL": finished},
+            "updated_at_ms": {"N": str(int(time.time() * 1000))},
+        }
+        if new is not None:
+            item["sequence_number"] = {"S": new}
+        put: dict[str, Any] = {"TableName": self._table, "Item": item}
+        if previous is None:
+            put["ConditionExpression"] = "attribute_not_exists(sequence_number)"
+        else:
+            put["ConditionExpression"] = "sequence_number = :previous"
+            put["ExpressionAttributeValues"] = {":previous": {"S": previous}}
+        return put
+
+    async def commit(
+        self,
+        stream_arn: str,
+        shard_id: str,
+        previous: str | None,
+        new: str,
+        deltas: Mapping[AggregateKey, Totals],
+        aggregates_table: str,
+    ) -> None:
+        if len(deltas) > MAX_AGGREGATES_PER_TRANSACTION:
+            raise ValueError(f"{len(deltas)} aggregates exceed one transaction; split the run first")
+        now_ms = str(int(time.time() * 1000))
+        items: list[Any] = [
+            {"Update": aggregate_update(aggregates_table, key, totals, now_ms)}
+            for key, totals in sorted(deltas.items())
+        ]
+        items.append({"Put": self._checkpoint_put(stream_arn, shard_id, previous, new, finished=False)})
+        try:
+            await self._ddb.transact_write_items(TransactItems=items)
+        except ClientError as exc:
+            if _checkpoint_condition_failed(exc):
+                raise CheckpointMoved(f"{shard_id}: checkpoint is no longer {previous}") from exc
+            raise
+
+    async def mark_finished(self, stream_arn: str, shard_id: str, sequence_number: str | None) -> None:
+        put = self._checkpoint_put(stream_arn, shard_id, sequence_number, sequence_number, finished=True)
+        try:
+            await self._ddb.put_item(**put)
+        except self._ddb.exceptions.ConditionalCheckFailedException as exc:
+            raise CheckpointMoved(f"{shard_id}: checkpoint is no longer {sequence_number}") from exc
+
+
+def aggregate_update(table: str, key: AggregateKey, totals: Totals, now_ms: str) -> dict[str, Any]:
+    values = {f":{name}": {"N": str(value)} for name, value in totals.as_dict().items()}
+    adds = ", ".join(f"{name} :{name}" for name in totals.as_dict())
+    return {
+        "TableName": table,
+        "Key": key.item_key(),
+        "UpdateExpression": f"ADD {adds} SET org_id = :org, app_id = :app, model_label = :label, #day = :day, "
+        "updated_at_ms = :now",
+        "ExpressionAttributeNames": {"#day": "day"},
+        "ExpressionAttributeValues": {
+            **values,
+            ":org": {"S": key.org_id},
+            ":app": {"S": key.app_id},
+            ":label": {"S": key.model_label},
+            ":day": {"S": key.day},
+            ":now": {"N": now_ms},
+        },
+    }
+
+
+def _checkpoint_condition_failed(exc: ClientError) -> bool:
+    # A cancelled transaction reports a reason per item, in order; the checkpoint is the last item.
+    if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+        return False
+    reasons = exc.response.get("CancellationReasons") or []
+    return bool(reasons) and reasons[-1].get("Code") == "ConditionalCheckFailed"

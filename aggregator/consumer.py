@@ -1,0 +1,229 @@
+"""Following every shard of the usage table's stream, each from its checkpoint.
+
+A shard is read only once its parent is finished, so a key's records are applied in order across shard splits.
+Each GetRecords batch is rolled up and committed with the checkpoint (see commit.py); on any doubt about the position
+(an error, an expired iterator, a checkpoint moved by someone else) the reader starts again from the checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aggregator.commit import MAX_AGGREGATES_PER_TRANSACTION, CheckpointMoved, CheckpointStore
+from aggregator.rollup import chunk_by_keys, rollup
+from aggregator.settings import AggregatorSettings
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+    from types_aiobotocore_dynamodbstreams import DynamoDBStreamsClient
+
+log = logging.getLogger("aggregator")
+
+
+@dataclass
+class AggregatorStats:
+    records_read: int = 0
+    usage_applied: int = 0
+    transactions: int = 0
+    aggregate_writes: int = 0
+    replays_skipped: int = 0
+    errors: int = 0
+    # Epoch ms the last applied usage item was written by the worker, and when it was applied.
+    last_written_at_ms: int = 0
+    last_applied_at_ms: int = 0
+    lag_ms: list[int] = field(default_factory=list)
+
+
+class ShardReader:
+    """Reads one shard from its checkpoint to its end (or forever while it is open)."""
+
+    def __init__(
+        self,
+        settings: AggregatorSettings,
+        streams: DynamoDBStreamsClient,
+        checkpoints: CheckpointStore,
+        stream_arn: str,
+        shard_id: str,
+        stats: AggregatorStats,
+        stopping: asyncio.Event,
+    ) -> None:
+        self._settings = settings
+        self._streams = streams
+        self._checkpoints = checkpoints
+        self._stream_arn = stream_arn
+        self._shard_id = shard_id
+        self._stats = stats
+        self._stopping = stopping
+
+    async def _iterator(self, sequence_number: str | None) -> str | None:
+        kwargs: dict[str, Any] = {"StreamArn": self._stream_arn, "ShardId": self._shard_id}
+        if sequence_number is None:
+            kwargs["ShardIteratorType"] = "TRIM_HORIZON"
+        else:
+            kwargs["ShardIteratorType"] = "AFTER_SEQUENCE_NUMBER"
+            kwargs["SequenceNumber"] = sequence_number
+        response = await self._streams.get_shard_iterator(**kwargs)
+        return response.get("ShardIterator")
+
+    async def run(self) -> bool:
+        """Returns True once the shard is finished (closed and fully applied)."""
+        while not self._stopping.is_set():
+            try:
+                return await self._read_from_checkpoint()
+            except CheckpointMoved as exc:
+                log.info("%s; re-reading from the stored checkpoint", exc)
+            except Exception:
+                self._stats.errors += 1
+                log.exception("shard %s: error; retrying from checkpoint", self._shard_id)
+                await _sleep_unless(self._stopping, self._settings.error_backoff_s)
+        return False
+
+    async def _read_from_checkpoint(self) -> bool:
+        checkpoint = await self._checkpoints.load(self._stream_arn, self._shard_id)
+        if checkpoint.finished:
+            return True
+        position = checkpoint.sequence_number
+        iterator = await self._iterator(position)
+        while iterator is not None and not self._stopping.is_set():
+            try:
+                response = await self._streams.get_records(
+                    ShardIterator=iterator, Limit=self._settings.records_per_read
+                )
+            except self._streams.exceptions.ExpiredIteratorException:
+                iterator = await self._iterator(position)
+                continue
+            records = response.get("Records", [])
+            iterator = response.get("NextShardIterator")
+            if records:
+                position = await self._apply(position, records)
+            elif iterator is not None:
+                await _sleep_unless(self._stopping, self._settings.idle_poll_s)
+        if iterator is None:
+            # Closed and read to the end: its children may start.
+            await self._checkpoints.mark_finished(self._stream_arn, self._shard_id, position)
+            log.info("shard %s finished", self._shard_id)
+            return True
+        return False
+
+    async def _apply(self, position: str | None, records: list[Any]) -> str:
+        self._stats.records_read += len(records)
+        for run in chunk_by_keys(records, MAX_AGGREGATES_PER_TRANSACTION):
+            last = str(run[-1]["dynamodb"]["SequenceNumber"])
+            deltas = rollup(run)
+            await self._checkpoints.commit(
+                self._stream_arn, self._shard_id, position, last, deltas, self._settings.aws.names.aggregates_table
+            )
+            position = last
+            self._stats.transactions += 1
+            self._stats.aggregate_writes += len(deltas)
+            self._note_applied(run)
+        assert position is not None
+        return position
+
+    def _note_applied(self, run: list[Mapping[str, Any]]) -> None:
+        now_ms = int(time.time() * 1000)
+        for record in run:
+            image = record.get("dynamodb", {}).get("NewImage")
+            if record.get("eventName") == "INSERT" and image and "written_at_ms" in image:
+                self._stats.usage_applied += 1
+                written = int(image["written_at_ms"]["N"])
+                self._stats.last_written_at_ms = max(self._stats.last_written_at_ms, written)
+                self._stats.lag_ms.append(now_ms - written)
+        del self._stats.lag_ms[:-10_000]
+        self._stats.last_applied_at_ms = now_ms
+
+
+async def _sleep_unless(event: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), timeout=seconds)
+
+
+async def stream_arn_of(ddb: DynamoDBClient, table: str) -> str:
+    table_description = (await ddb.describe_table(TableName=table))["Table"]
+    arn = table_description.get("LatestStreamArn")
+    if not arn:
+        raise RuntimeError(f"table {table} has no stream; run `costkeeper init`")
+    return arn
+
+
+async def list_shards(streams: DynamoDBStreamsClient, stream_arn: str) -> list[dict[str, Any]]:
+    shards: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"StreamArn": stream_arn}
+    while True:
+        description = (await streams.describe_stream(**kwargs))["StreamDescription"]
+        shards.extend(dict(s) for s in description.get("Shards", []))
+        last = description.get("LastEvaluatedShardId")
+        if not last:
+            return shards
+        kwargs["ExclusiveStartShardId"] = last
+
+
+class Aggregator:
+    """Supervises one reader task per readable shard."""
+
+    def __init__(
+        self,
+        settings: AggregatorSettings,
+        ddb: DynamoDBClient,
+        streams: DynamoDBStreamsClient,
+        stats: AggregatorStats | None = None,
+    ) -> None:
+        self._settings = settings
+        self._ddb = ddb
+        self._streams = streams
+        self._checkpoints = CheckpointStore(ddb, settings.aws.names.checkpoints_table)
+        self.stats = stats or AggregatorStats()
+        self.stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        stream_arn = await stream_arn_of(self._ddb, self._settings.aws.names.usage_table)
+        log.info("following %s", stream_arn)
+        finished: set[str] = set()
+        readers: dict[str, asyncio.Task[bool]] = {}
+        try:
+            while not self.stopping.is_set():
+                shards = await list_shards(self._streams, stream_arn)
+                known = {s["ShardId"] for s in shards}
+                for shard in shards:
+                    shard_id = shard["ShardId"]
+                    if shard_id in finished or shard_id in readers:
+                        continue
+                    parent = shard.get("ParentShardId")
+                    # A parent missing from the listing has been trimmed away: nothing of it is left to wait for.
+                    if parent and parent in known and parent not in finished:
+                        continue
+                    reader = ShardReader(
+                        self._settings,
+                        self._streams,
+                        self._checkpoints,
+                        stream_arn,
+                        shard_id,
+                        self.stats,
+                        self.stopping,
+                    )
+                    readers[shard_id] = asyncio.create_task(reader.run(), name=f"shard-{shard_id}")
+                done = [shard_id for shard_id, task in readers.items() if task.done()]
+                for shard_id in done:
+                    if readers.pop(shard_id).result():
+                        finished.add(shard_id)
+                wait_s = 0.0 if done else self._settings.shard_refresh_s
+                if wait_s:
+                    await _wait_any(self.stopping, list(readers.values()), wait_s)
+        finally:
+            self.stopping.set()
+            if readers:
+                await asyncio.gather(*readers.values(), return_exceptions=True)
+
+
+async def _wait_any(stopping: asyncio.Event, tasks: list[asyncio.Task[bool]], timeout_s: float) -> None:
+    stop_task = asyncio.create_task(stopping.wait())
+    try:
+        await asyncio.wait([stop_task, *tasks], timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop_task.cancel()

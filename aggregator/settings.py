@@ -1,0 +1,35 @@
+"""The aggregator's settings, read once at start-up."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from infra.aws import AwsSettings
+
+
+@dataclass(frozen=True)
+class AggregatorSettings:
+    aws: AwsSettings
+    # GetRecords returns at most 1000 records; bigger batches mean fewer aggregate writes per event.
+    records_per_read: int = 1000
+    # How long an idle shard waits before reading again: bounds end-to-end lag when traffic is light.
+    idle_poll_s: float = 0.2
+    # How often the shard list is refreshed, to pick up shards opened by a split or a table's new stream.
+    shard_refresh_s: float = 5.0
+    # Back-off after an unexpected error, before the shard is read again from its checkpoint.
+    error_backoff_s: float = 1.0
+    metrics_port: int | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> AggregatorSettings:
+        env = os.environ if env is None else env
+        port = env.get("CK_AGGREGATOR_METRICS_PORT")
+        return cls(
+            aws=AwsSettings.from_env(env),
+            records_per_read=int(env.get("CK_AGGREGATOR_RECORDS_PER_READ", "1000")),
+            idle_poll_s=float(env.get("CK_AGGREGATOR_IDLE_POLL_S", "0.2")),
+            shard_refresh_s=float(env.get("CK_AGGREGATOR_SHARD_REFRESH_S", "5")),
+            metrics_port=int(port) if port else None,
+        )

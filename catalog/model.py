@@ -1,0 +1,149 @@
+"""What an org and an app are: time zone, model labels with their prices, ordering and daily quotas.
+
+Ids are validated here, once, so that no caller can smuggle a key separator ('#') or a client-id separator into a
+DynamoDB key: org ids are canonical lowercase UUIDs, app ids and model labels a short slug.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9_-]{0,62}[a-z0-9])?$"
+_SLUG = re.compile(SLUG_PATTERN)
+ORG_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+_ORG_ID = re.compile(ORG_ID_PATTERN)
+MAX_MODELS = 20
+MAX_QUOTA_USD_MICROS = 10**15  # a billion dollars a day: far beyond any real quota, far below int64 overflow
+
+
+def is_org_id(value: str) -> bool:
+    if not _ORG_ID.match(value):
+        return False
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
+
+
+def is_slug(value: str) -> bool:
+    return bool(_SLUG.match(value)) and "--" not in value
+
+
+def _org_id(value: str) -> str:
+    if not is_org_id(value):
+        raise ValueError("org_id must be a lowercase UUID such as 550e8400-e29b-41d4-a716-446655440000")
+    return value
+
+
+def _slug(value: str) -> str:
+    if not is_slug(value):
+        raise ValueError("must be 1-64 of a-z 0-9 _ - (starting and ending with a letter or digit, no '--')")
+    return value
+
+
+def _timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown IANA time zone {value!r}") from exc
+    return value
+
+
+OrgId = Annotated[str, AfterValidator(_org_id)]
+Slug = Annotated[str, AfterValidator(_slug)]
+TimeZoneName = Annotated[str, AfterValidator(_timezone)]
+UsdMicros = Annotated[int, Field(ge=0, le=MAX_QUOTA_USD_MICROS, strict=True)]
+QuotaScope = Literal["ORG", "APP"]
+
+
+class Prices(BaseModel):
+    """Prices per one million tokens, in integer micro-USD ($3.00 per 1M tokens is 3_000_000)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input_per_mtok_usd_micros: UsdMicros
+    output_per_mtok_usd_micros: UsdMicros
+    cache_read_per_mtok_usd_micros: UsdMicros = 0
+    cache_write_per_mtok_usd_micros: UsdMicros = 0
+
+
+class ModelSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bedrock_model_id: str = Field(min_length=1, max_length=200)
+    prices: Prices
+
+
+class OrgSettings(BaseModel):
+    """The body of PUT /api/v1/orgs/{org_id}: everything an admin sets on an org."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(default="", max_length=200)
+    timezone: TimeZoneName = "UTC"
+    quota_scope: QuotaScope = "ORG"
+    models: dict[Slug, ModelSpec] = Field(min_length=1, max_length=MAX_MODELS)
+    # Preference order for model selection: the first label under its quota wins.
+    model_ordering: list[Slug] = Field(min_length=1, max_length=MAX_MODELS)
+    daily_quotas_usd_micros: dict[Slug, UsdMicros] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _labels_are_known(self) -> OrgSettings:
+        unknown = [label for label in self.model_ordering if label not in self.models]
+        if unknown:
+            raise ValueError(f"model_ordering names labels with no model: {unknown}")
+        if len(set(self.model_ordering)) != len(self.model_ordering):
+            raise ValueError("model_ordering repeats a label")
+        unknown = [label for label in self.daily_quotas_usd_micros if label not in self.models]
+        if unknown:
+            raise ValueError(f"daily_quotas_usd_micros names labels with no model: {unknown}")
+        return self
+
+
+class AppSettings(BaseModel):
+    """The body of PUT /api/v1/orgs/{org_id}/apps/{app_id}."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(default="", max_length=200)
+    # Per-app quotas; in APP quota scope a label without one here falls back to the org's quota for that label.
+    daily_quotas_usd_micros: dict[Slug, UsdMicros] = Field(default_factory=dict)
+    # Optional per-app preference order; defaults to the org's.
+    model_ordering: list[Slug] | None = Field(default=None, min_length=1, max_length=MAX_MODELS)
+
+
+class Org(BaseModel):
+    """An org as stored: its settings plus what the service maintains."""
+
+    model_config = ConfigDict(frozen=True)
+
+    org_id: OrgId
+    settings: OrgSettings
+    # Bumped whenever any price changes, and written on every usage item priced with it.
+    price_version: int = Field(ge=1)
+
+    def prices_for(self, label: str) -> Prices | None:
+        spec = self.settings.models.get(label)
+        return spec.prices if spec else None
+
+
+class App(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    org_id: OrgId
+    app_id: Slug
+    settings: AppSettings
+
+    def check_against(self, org: Org) -> None:
+        unknown = [label for label in self.settings.daily_quotas_usd_micros if label not in org.settings.models]
+        unknown += [label for label in self.settings.model_ordering or [] if label not in org.settings.models]
+        if unknown:
+            raise ValueError(f"labels unknown to org {org.org_id}: {sorted(set(unknown))}")
+
+    def ordering(self, org: Org) -> list[str]:
+        return list(self.settings.model_ordering or org.settings.model_ordering)

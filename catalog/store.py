@@ -1,0 +1,238 @@
+"""Orgs, apps and their hashed secrets in the config table.
+
+Item keys: pk = ORG#{org_id}; sk = #ORG for the org, APP#{app_id} for an app. Every write is conditional on the
+item's version, so a concurrent rotation and settings update cannot overwrite each other.
+Reads are cached briefly per process: the worker prices every event and the API checks every request against them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pydantic import TypeAdapter
+
+from catalog.credentials import Principal, StoredSecret, hash_secret, new_secret, rotated, secret_matches
+from catalog.model import App, AppSettings, Org, OrgSettings
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+
+_SECRETS = TypeAdapter(list[StoredSecret])
+_MAX_ATTEMPTS = 5
+
+
+class ConcurrentUpdate(RuntimeError):
+    """The item kept changing under us; the caller may retry the whole request."""
+
+
+class UnknownPrincipal(LookupError):
+    pass
+
+
+def org_key(org_id: str) -> dict[str, Any]:
+    return {"pk": {"S": f"ORG#{org_id}"}, "sk": {"S": "#ORG"}}
+
+
+def app_key(org_id: str, app_id: str) -> dict[str, Any]:
+    return {"pk": {"S": f"ORG#{org_id}"}, "sk": {"S": f"APP#{app_id}"}}
+
+
+def principal_key(principal: Principal) -> dict[str, Any]:
+    if principal.app_id is None:
+        return org_key(principal.org_id)
+    return app_key(principal.org_id, principal.app_id)
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    created: bool
+    client_id: str
+    # Present only when this call created the principal: the one time the secret is ever shown.
+    client_secret: str | None
+
+
+@dataclass
+class _CacheEntry:
+    value: Any
+    expires_at: float
+
+
+class CatalogStore:
+    def __init__(self, ddb: DynamoDBClient, table: str, cache_ttl_s: float = 5.0) -> None:
+        self._ddb = ddb
+        self._table = table
+        self._cache_ttl_s = cache_ttl_s
+        self._cache: dict[tuple[str, ...], _CacheEntry] = {}
+
+    # -- reads -------------------------------------------------------------------------------------------------
+
+    async def _get_item(self, key: dict[str, Any]) -> dict[str, Any] | None:
+        response = await self._ddb.get_item(TableName=self._table, Key=key, ConsistentRead=True)
+        item = response.get("Item")
+        return dict(item) if item else None
+
+    async def _cached(self, cache_key: tuple[str, ...], key: dict[str, Any]) -> dict[str, Any] | None:
+        now = time.monotonic()
+        entry = self._cache.get(cache_key)
+        if entry is not None and entry.expires_at > now:
+            return entry.value  # type: ignore[no-any-return]
+        item = await self._get_item(key)
+        self._cache[cache_key] = _CacheEntry(item, now + self._cache_ttl_s)
+        return item
+
+    def invalidate(self) -> None:
+        self._cache.clear()
+
+    async def get_org(self, org_id: str) -> Org | None:
+        item = await self._cached(("org", org_id), org_key(org_id))
+        return _org_from_item(org_id, item) if item else None
+
+    async def get_app(self, org_id: str, app_id: str) -> App | None:
+        item = await self._cached(("app", org_id, app_id), app_key(org_id, app_id))
+        if not item:
+            return None
+        settings = AppSettings.model_validate_json(item["doc"]["S"])
+        return App(org_id=org_id, app_id=app_id, settings=settings)
+
+    async def list_apps(self, org_id: str) -> list[App]:
+        apps: list[App] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :app)",
+            "ExpressionAttributeValues": {":pk": {"S": f"ORG#{org_id}"}, ":app": {"S": "APP#"}},
+        }
+        while True:
+            page = await self._ddb.query(**kwargs)
+            for item in page.get("Items", []):
+                app_id = item["sk"]["S"].removeprefix("APP#")
+                apps.append(
+                    App(org_id=org_id, app_id=app_id, settings=AppSettings.model_validate_json(item["doc"]["S"]))
+                )
+            if "LastEvaluatedKey" not in page:
+                return apps
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    async def authenticate(self, principal: Principal, secret: str, now_s: int | None = None) -> bool:
+        # Never cached: a rotation with no grace period must lock the old secret out at once.
+        item = await self._get_item(principal_key(principal))
+        if item is None:
+            return False
+        stored = _SECRETS.validate_json(item["secrets"]["S"])
+        return secret_matches(secret, stored, int(time.time()) if now_s is None else now_s)
+
+    async def exists(self, principal: Principal) -> bool:
+        return await self._get_item(principal_key(principal)) is not None
+
+    # -- writes ------------------------------------------------------------------------------------------------
+
+    async def put_org(self, org_id: str, settings: OrgSettings) -> tuple[Org, Provisioned]:
+        principal = Principal(org_id)
+        for _ in range(_MAX_ATTEMPTS):
+            item = await self._get_item(org_key(org_id))
+            if item is None:
+                secret = new_secret()
+                org = Org(org_id=org_id, settings=settings, price_version=1)
+                if await self._create(org_key(org_id), settings.model_dump_json(), secret, {"price_version": 1}):
+                    self.invalidate()
+                    return org, Provisioned(True, principal.client_id, secret)
+                continue
+            current = _org_from_item(org_id, item)
+            prices_changed = {k: v.prices for k, v in current.settings.models.items()} != {
+                k: v.prices for k, v in settings.models.items()
+            }
+            version = current.price_version + 1 if prices_changed else current.price_version
+            org = Org(org_id=org_id, settings=settings, price_version=version)
+            if await self._update_doc(org_key(org_id), item, settings.model_dump_json(), {"price_version": version}):
+                self.invalidate()
+                return org, Provisioned(False, principal.client_id, None)
+        raise ConcurrentUpdate(f"org {org_id} changed concurrently {_MAX_ATTEMPTS} times")
+
+    async def put_app(self, org: Org, app_id: str, settings: AppSettings) -> tuple[App, Provisioned]:
+        app = App(org_id=org.org_id, app_id=app_id, settings=settings)
+        app.check_against(org)
+        principal = Principal(org.org_id, app_id)
+        key = app_key(org.org_id, app_id)
+        for _ in range(_MAX_ATTEMPTS):
+            item = await self._get_item(key)
+            if item is None:
+                secret = new_secret()
+                if await self._create(key, settings.model_dump_json(), secret, {}):
+                    self.invalidate()
+                    return app, Provisioned(True, principal.client_id, secret)
+                continue
+            if await self._update_doc(key, item, settings.model_dump_json(), {}):
+                self.invalidate()
+                return app, Provisioned(False, principal.client_id, None)
+        raise ConcurrentUpdate(f"app {org.org_id}/{app_id} changed concurrently {_MAX_ATTEMPTS} times")
+
+    async def rotate_secret(self, principal: Principal, grace_hours: int, now_s: int | None = None) -> str:
+        now = int(time.time()) if now_s is None else now_s
+        key = principal_key(principal)
+        for _ in range(_MAX_ATTEMPTS):
+            item = await self._get_item(key)
+            if item is None:
+                raise UnknownPrincipal(principal.client_id)
+            secret = new_secret()
+            stored = rotated(_SECRETS.validate_json(item["secrets"]["S"]), hash_secret(secret), grace_hours, now)
+            if await self._conditional_update(
+                key,
+                item,
+                "SET secrets = :secrets, version = :next, updated_at = :now",
+                {":secrets": {"S": _SECRETS.dump_json(stored).decode()}},
+            ):
+                return secret
+        raise ConcurrentUpdate(f"{principal.client_id} changed concurrently {_MAX_ATTEMPTS} times")
+
+    async def _create(self, key: dict[str, Any], doc: str, secret: str, numbers: dict[str, int]) -> bool:
+        item = {
+            **key,
+            "doc": {"S": doc},
+            "secrets": {"S": _SECRETS.dump_json([StoredSecret(sha256=hash_secret(secret))]).decode()},
+            "version": {"N": "1"},
+            "updated_at": {"N": str(int(time.time()))},
+            **{name: {"N": str(value)} for name, value in numbers.items()},
+        }
+        try:
+            await self._ddb.put_item(TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)")
+        except self._ddb.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    async def _update_doc(self, key: dict[str, Any], item: dict[str, Any], doc: str, numbers: dict[str, int]) -> bool:
+        sets = ["doc = :doc", "version = :next", "updated_at = :now"]
+        values: dict[str, Any] = {":doc": {"S": doc}}
+        for name, value in numbers.items():
+            sets.append(f"{name} = :{name}")
+            values[f":{name}"] = {"N": str(value)}
+        return await self._conditional_update(key, item, "SET " + ", ".join(sets), values)
+
+    async def _conditional_update(
+        self, key: dict[str, Any], item: dict[str, Any], expression: str, values: dict[str, Any]
+    ) -> bool:
+        version = int(item["version"]["N"])
+        try:
+            await self._ddb.update_item(
+                TableName=self._table,
+                Key=key,
+                UpdateExpression=expression,
+                ConditionExpression="version = :expected",
+                ExpressionAttributeValues={
+                    **values,
+                    ":expected": {"N": str(version)},
+                    ":next": {"N": str(version + 1)},
+                    ":now": {"N": str(int(time.time()))},
+                },
+            )
+        except self._ddb.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+
+def _org_from_item(org_id: str, item: dict[str, Any]) -> Org:
+    return Org(
+        org_id=org_id,
+        settings=OrgSettings.model_validate_json(item["doc"]["S"]),
+        price_version=int(item["price_version"]["N"]),
+    )

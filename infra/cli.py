@@ -1,0 +1,355 @@
+"""`costkeeper`: the operator CLI.
+
+Emulator: start, stop, restart, status. Resources and data: init, seed, clear, reset, list, scan TABLE, setup.
+Pipeline: run (everything, in the foreground), test. Operations: queue, watch, redrive.
+
+With AWS_ENDPOINT_URL_* set (LocalStack, or real AWS with credentials) every command uses those endpoints and the
+embedded emulator is left alone; otherwise the embedded emulator is the target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer
+
+from infra import emulator
+from infra.aws import ENDPOINT_VARIABLES, AwsSettings, open_async_clients
+from infra.pipeline_status import PipelineStatus, pipeline_status
+from infra.processes import PipelineProcess, child_environment, wait_for_http
+from infra.resources import clear_usage, ensure_resources, scan_items, table_specs
+from infra.seed import seed
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def external_endpoints() -> bool:
+    return any(os.environ.get(var) for var in ENDPOINT_VARIABLES.values())
+
+
+def _target_environment() -> dict[str, str]:
+    """Point this process (and its children) at the embedded emulator unless endpoints are set already."""
+    if external_endpoints():
+        return {}
+    env = emulator.EmulatorConfig.from_env().environment()
+    os.environ.update(env)
+    return env
+
+
+def _settings() -> AwsSettings:
+    _target_environment()
+    return AwsSettings.from_env()
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    if external_endpoints():
+        _say("AWS_ENDPOINT_URL_* are set: using those endpoints, the embedded emulator is not started")
+        return 0
+    emulator.start(emulator.EmulatorConfig.from_env(), _say)
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    emulator.stop(emulator.EmulatorConfig.from_env(), _say)
+    return 0
+
+
+def cmd_restart(args: argparse.Namespace) -> int:
+    cmd_stop(args)
+    _say("note: the emulator keeps data in memory; run `costkeeper setup` to recreate tables, queues and seed")
+    return cmd_start(args)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    if external_endpoints():
+        _say("endpoints: " + ", ".join(f"{k}={os.environ[k]}" for k in ENDPOINT_VARIABLES.values() if k in os.environ))
+    status = emulator.status(emulator.EmulatorConfig.from_env())
+    healthy = True
+    for name, info in status.items():
+        state = "answering" if info["answering"] else ("running, not answering" if info["pid"] else "stopped")
+        healthy = healthy and bool(info["answering"])
+        _say(f"{name:16} {state:24} port {info['port']}  pid {info['pid'] or '-'}  log {info['log']}")
+    return 0 if healthy or external_endpoints() else 1
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    ensure_resources(_settings(), _say)
+    return 0
+
+
+def _credentials_file() -> Path:
+    return emulator.default_run_dir() / "credentials.json"
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    credentials = asyncio.run(seed(_settings(), _say))
+    fresh = {c.client_id: c.client_secret for c in credentials if c.client_secret}
+    for cred in credentials:
+        if cred.client_secret:
+            _say(f"  client_id     {cred.client_id}\n  client_secret {cred.client_secret}   (shown once)")
+        else:
+            _say(f"  client_id     {cred.client_id}   (exists; secret unchanged)")
+    if fresh:
+        # Local development convenience: `costkeeper run` and the examples read it. Owner-only permissions.
+        path = _credentials_file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        known = json.loads(path.read_text()) if path.exists() else {}
+        known.update(fresh)
+        path.write_text(json.dumps(known, indent=2))
+        path.chmod(0o600)
+        _say(f"  (also saved to {path} for local scripts)")
+    return 0
+
+
+def cmd_clear(args: argparse.Namespace) -> int:
+    clear_usage(_settings(), _say)
+    return 0
+
+
+def cmd_reset(args: argparse.Namespace) -> int:
+    cmd_clear(args)
+    return cmd_seed(args)
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    _say("== start")
+    cmd_start(args)
+    _say("== init")
+    cmd_init(args)
+    _say("== seed")
+    cmd_seed(args)
+    _say(f"== ready in {time.monotonic() - started:.1f}s")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    settings = _settings()
+    ddb, sqs = settings.dynamodb(), settings.sqs()
+    for spec in table_specs(settings.names):
+        try:
+            table = ddb.describe_table(TableName=spec.name)["Table"]
+            count = sum(1 for _ in scan_items(ddb, spec.name, "pk"))
+            stream = " stream" if table.get("StreamSpecification", {}).get("StreamEnabled") else ""
+            _say(f"table {spec.name:36} {count:>8} items  {table.get('TableStatus')}{stream}  ({spec.role})")
+        except ddb.exceptions.ResourceNotFoundException:
+            _say(f"table {spec.name:36} missing (run `costkeeper init`)")
+    for name in (settings.names.usage_queue, settings.names.dead_letter_queue):
+        try:
+            url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+            attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+            _say(f"queue {name:36} {attrs['Attributes'].get('ApproximateNumberOfMessages', '?'):>8} messages  {url}")
+        except sqs.exceptions.QueueDoesNotExist:
+            _say(f"queue {name:36} missing (run `costkeeper init`)")
+    return 0
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    settings = _settings()
+    tables = {spec.name: spec for spec in table_specs(settings.names)}
+    short = {name.removeprefix(settings.names.prefix): name for name in tables}
+    table = short.get(args.table, args.table)
+    if table not in tables:
+        _say(f"unknown table {args.table!r}; one of: {', '.join(sorted(short))}")
+        return 2
+    deserializer = TypeDeserializer()
+    shown = 0
+    for item in scan_items(settings.dynamodb(), table):
+        plain = {k: deserializer.deserialize(v) for k, v in item.items()}
+        _say(json.dumps(plain, default=str, sort_keys=True))
+        shown += 1
+        if args.limit and shown >= args.limit:
+            break
+    _say(f"({shown} items from {table})")
+    return 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    return subprocess.call([sys.executable, "-m", "pytest", *args.pytest_args])
+
+
+def _dev_secrets() -> dict[str, str]:
+    """A JWT secret and admin key for local runs, kept across restarts so issued tokens stay valid."""
+    path = emulator.default_run_dir() / "dev-secrets.json"
+    if path.exists():
+        stored: dict[str, str] = json.loads(path.read_text())
+    else:
+        stored = {"CK_JWT_SECRET": secrets.token_urlsafe(48), "CK_ADMIN_API_KEY": "ck-admin-" + secrets.token_urlsafe(24)}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(stored, indent=2))
+        path.chmod(0o600)
+    return {k: os.environ.get(k) or v for k, v in stored.items()}
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cmd_setup(args)
+    env = child_environment({**_target_environment(), **_dev_secrets()})
+    env.setdefault("CK_API_PORT", str(args.port))
+    run_dir = emulator.default_run_dir()
+    processes = [PipelineProcess(name, env, run_dir / f"{name}.log", echo=True) for name in ("api", "worker", "aggregator")]
+    stopping = False
+
+    def request_stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    for process in processes:
+        process.start()
+    base = f"http://127.0.0.1:{env['CK_API_PORT']}"
+    try:
+        wait_for_http(f"{base}/health", 60, processes[0])
+        _say(f"== pipeline running: API {base}  (health {base}/health, metrics {base}/metrics, docs {base}/openapi.json)")
+        _say(f"   admin API key: {env['CK_ADMIN_API_KEY']}   seed credentials: {_credentials_file()}")
+        _say("   Ctrl-C stops the API, the worker and the aggregator (the emulator keeps running: `costkeeper stop`)")
+        while not stopping:
+            dead = [p for p in processes if not p.alive()]
+            if dead:
+                _say(f"== {dead[0].name} exited with {dead[0].returncode()}; stopping the rest")
+                break
+            time.sleep(0.2)
+    finally:
+        _say("== stopping (draining in-flight work)")
+        for process in processes:
+            process.stop()
+    return 0 if stopping else 1
+
+
+def _print_status(status: PipelineStatus, as_json: bool) -> None:
+    if as_json:
+        _say(json.dumps(status.as_dict()))
+        return
+    q, d = status.queue, status.dead_letter
+    _say(
+        time.strftime("%H:%M:%S")
+        + f"  queue: {q.visible} visible, {q.in_flight} in flight, {q.delayed} delayed"
+        + f" | dead letters: {d.total}"
+        + f" | aggregator: {status.pending_records} records pending, lag {status.lag_s:.1f}s"
+        + f" over {len(status.shards)} shard(s)"
+    )
+
+
+async def _status_once(settings: AwsSettings) -> PipelineStatus:
+    async with open_async_clients(settings) as clients:
+        return await pipeline_status(clients, settings.names)
+
+
+def cmd_queue(args: argparse.Namespace) -> int:
+    _print_status(asyncio.run(_status_once(_settings())), args.json)
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    settings = _settings()
+
+    async def loop() -> None:
+        async with open_async_clients(settings) as clients:
+            shown = 0
+            while args.count == 0 or shown < args.count:
+                _print_status(await pipeline_status(clients, settings.names), args.json)
+                shown += 1
+                if args.count == 0 or shown < args.count:
+                    await asyncio.sleep(args.interval)
+
+    try:
+        asyncio.run(loop())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_redrive(args: argparse.Namespace) -> int:
+    """Move dead letters back to the usage queue: send first, then delete, so nothing is lost on a crash."""
+    settings = _settings()
+    sqs = settings.sqs()
+    source = sqs.get_queue_url(QueueName=settings.names.dead_letter_queue)["QueueUrl"]
+    target = sqs.get_queue_url(QueueName=settings.names.usage_queue)["QueueUrl"]
+    moved = 0
+    while args.max == 0 or moved < args.max:
+        batch = min(10, args.max - moved) if args.max else 10
+        messages = sqs.receive_message(
+            QueueUrl=source, MaxNumberOfMessages=batch, WaitTimeSeconds=1, MessageAttributeNames=["All"]
+        ).get("Messages", [])
+        if not messages:
+            break
+        entries: list[Any] = [{"Id": str(i), "MessageBody": m["Body"]} for i, m in enumerate(messages)]
+        sent = sqs.send_message_batch(QueueUrl=target, Entries=entries)
+        ok = {e["Id"] for e in sent.get("Successful", [])}
+        delete: list[Any] = [
+            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages) if str(i) in ok
+        ]
+        if delete:
+            sqs.delete_message_batch(QueueUrl=source, Entries=delete)
+        moved += len(delete)
+        for failure in sent.get("Failed", []):
+            _say(f"  not moved: {failure.get('Message')}")
+        _say(f"  moved {moved} message(s) so far")
+    _say(f"redrove {moved} message(s) from {settings.names.dead_letter_queue} to {settings.names.usage_queue}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="costkeeper", description=__doc__.split("\n\n")[0] if __doc__ else None)
+    sub = parser.add_subparsers(dest="command", required=True)
+    simple = {
+        "start": (cmd_start, "start the embedded emulator (DynamoDB Local + moto SQS)"),
+        "stop": (cmd_stop, "stop the embedded emulator"),
+        "restart": (cmd_restart, "restart the embedded emulator (its data is in memory and is lost)"),
+        "status": (cmd_status, "is the emulator running and answering"),
+        "init": (cmd_init, "create tables and queues (idempotent)"),
+        "seed": (cmd_seed, "create the test org and app; prints new client secrets once"),
+        "clear": (cmd_clear, "delete usage items and aggregates; configuration stays"),
+        "reset": (cmd_reset, "clear, then seed"),
+        "list": (cmd_list, "tables and queues with their sizes"),
+        "setup": (cmd_setup, "start + init + seed"),
+    }
+    for name, (func, help_text) in simple.items():
+        sub.add_parser(name, help=help_text).set_defaults(func=func)
+    scan = sub.add_parser("scan", help="print a table's items as JSON lines")
+    scan.add_argument("table", help="table name, with or without the resource prefix (e.g. usage)")
+    scan.add_argument("--limit", type=int, default=0, help="at most this many items (0: all)")
+    scan.set_defaults(func=cmd_scan)
+    run = sub.add_parser("run", help="setup, then run the API, worker and aggregator until Ctrl-C")
+    run.add_argument("--port", type=int, default=8080)
+    run.set_defaults(func=cmd_run)
+    test = sub.add_parser("test", help="run the test suite (arguments go to pytest)")
+    test.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    test.set_defaults(func=cmd_test)
+    queue = sub.add_parser("queue", help="queue depth, dead letters and aggregator lag, once")
+    queue.add_argument("--json", action="store_true")
+    queue.set_defaults(func=cmd_queue)
+    watch = sub.add_parser("watch", help="the same figures, refreshing")
+    watch.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
+    watch.add_argument("--count", type=int, default=0, help="stop after this many (0: until Ctrl-C)")
+    watch.add_argument("--json", action="store_true")
+    watch.set_defaults(func=cmd_watch)
+    redrive = sub.add_parser("redrive", help="move dead-letter messages back to the usage queue")
+    redrive.add_argument("--max", type=int, default=0, help="at most this many messages (0: all)")
+    redrive.set_defaults(func=cmd_redrive)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except emulator.EmulatorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""The tables and queues of one deployment, and the idempotent `init` and `clear` that act on them.
+
+The CloudFormation template in infra/aws/ declares the same resources for AWS; tests/unit/test_template.py keeps the
+two in step.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from infra.aws import AwsSettings, ResourceNames
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_sqs import SQSClient
+
+TTL_ATTRIBUTE = "expires_at"
+
+# Redrive after five receives: enough to ride out throttling and a restart, few enough that a poison message reaches
+# the dead-letter queue within minutes.
+MAX_RECEIVE_COUNT = 5
+QUEUE_VISIBILITY_TIMEOUT_S = 30
+QUEUE_RETENTION_S = 4 * 24 * 3600
+DLQ_RETENTION_S = 14 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    stream: bool = False
+    ttl: bool = False
+    has_sort_key: bool = True
+    role: str = ""
+
+
+def table_specs(names: ResourceNames) -> list[TableSpec]:
+    return [
+        TableSpec(names.config_table, ttl=True, role="orgs, apps, hashed credentials, sticky model fallbacks"),
+        TableSpec(names.usage_table, stream=True, ttl=True, has_sort_key=False, role="one item per request_id"),
+        TableSpec(names.aggregates_table, role="daily spend per org / app / model label / org-local day"),
+        TableSpec(names.checkpoints_table, has_sort_key=False, role="aggregator's position in each stream shard"),
+        TableSpec(names.revoked_tokens_table, ttl=True, has_sort_key=False, role="revoked token ids until expiry"),
+        TableSpec(names.one_time_secrets_table, ttl=True, has_sort_key=False, role="secrets claimable once"),
+    ]
+
+
+def _create_table(ddb: DynamoDBClient, spec: TableSpec) -> None:
+    attributes: list[Any] = [{"AttributeName": "pk", "AttributeType": "S"}]
+    keys: list[Any] = [{"AttributeName": "pk", "KeyType": "HASH"}]
+    if spec.has_sort_key:
+        attributes.append({"AttributeName": "sk", "AttributeType": "S"})
+        keys.append({"AttributeName": "sk", "KeyType": "RANGE"})
+    kwargs: dict[str, Any] = {
+        "TableName": spec.name,
+        "AttributeDefinitions": attributes,
+        "KeySchema": keys,
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+    if spec.stream:
+        kwargs["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
+    ddb.create_table(**kwargs)
+
+
+def _wait_active(ddb: DynamoDBClient, name: str, timeout_s: float = 60.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        table = ddb.describe_table(TableName=name)["Table"]
+        if table.get("TableStatus") == "ACTIVE":
+            return dict(table)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"table {name} not ACTIVE after {timeout_s}s")
+        time.sleep(0.2)
+
+
+def _ensure_table(ddb: DynamoDBClient, spec: TableSpec) -> str:
+    try:
+        ddb.describe_table(TableName=spec.name)
+        outcome = "exists"
+    except ddb.exceptions.ResourceNotFoundException:
+        try:
+            _create_table(ddb, spec)
+            outcome = "created"
+        except ddb.exceptions.ResourceInUseException:
+            outcome = "exists"  # another init won the race
+    table = _wait_active(ddb, spec.name)
+    if spec.stream and not table.get("StreamSpecification", {}).get("StreamEnabled"):
+        ddb.update_table(
+            TableName=spec.name,
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        )
+        _wait_active(ddb, spec.name)
+    if spec.ttl:
+        ttl = ddb.describe_time_to_live(TableName=spec.name)["TimeToLiveDescription"]
+        if ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
+            ddb.update_time_to_live(
+                TableName=spec.name,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
+            )
+    return outcome
+
+
+def _ensure_queues(sqs: SQSClient, names: ResourceNames) -> dict[str, str]:
+    dlq_url = sqs.create_queue(
+        QueueName=names.dead_letter_queue,
+        Attributes={"MessageRetentionPeriod": str(DLQ_RETENTION_S)},
+    )["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    attributes: dict[Any, str] = {
+        "VisibilityTimeout": str(QUEUE_VISIBILITY_TIMEOUT_S),
+        "MessageRetentionPeriod": str(QUEUE_RETENTION_S),
+        "ReceiveMessageWaitTimeSeconds": "20",
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT}),
+    }
+    try:
+        queue_url = sqs.get_queue_url(QueueName=names.usage_queue)["QueueUrl"]
+        # Re-applying keeps an existing queue in line with this definition (CreateQueue would refuse instead).
+        sqs.set_queue_attributes(QueueUrl=queue_url, Attributes=attributes)
+    except sqs.exceptions.QueueDoesNotExist:
+        queue_url = sqs.create_queue(QueueName=names.usage_queue, Attributes=attributes)["QueueUrl"]
+    return {names.usage_queue: queue_url, names.dead_letter_queue: dlq_url}
+
+
+def ensure_resources(settings: AwsSettings, report: Callable[[str], None] = print) -> None:
+    """Create whatever is missing; safe to run any number of times."""
+    ddb = settings.dynamodb()
+    for spec in table_specs(settings.names):
+        outcome = _ensure_table(ddb, spec)
+        report(f"table {spec.name}: {outcome}")
+    for name, url in _ensure_queues(settings.sqs(), settings.names).items():
+        report(f"queue {name}: {url}")
+
+
+def scan_items(ddb: DynamoDBClient, table: str, projection: str | None = None) -> Iterator[dict[str, Any]]:
+    kwargs: dict[str, Any] = {"TableName": table}
+    if projection:
+        kwargs["ProjectionExpression"] = projection
+    while True:
+        page = ddb.scan(**kwargs)
+        yield from page.get("Items", [])
+        if "LastEvaluatedKey" not in page:
+            return
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def delete_all_items(ddb: DynamoDBClient, table: str, has_sort_key: bool) -> int:
+    projection = "pk, sk" if has_sort_key else "pk"
+    batch: list[Any] = []
+    deleted = 0
+
+    def flush() -> None:
+        request: dict[str, Any] = {table: batch.copy()}
+        while request:
+            unprocessed = ddb.batch_write_item(RequestItems=request).get("UnprocessedItems", {})
+            request = dict(unprocessed)
+            if request:
+                time.sleep(0.05)
+        batch.clear()
+
+    for item in scan_items(ddb, table, projection):
+        batch.append({"DeleteRequest": {"Key": item}})
+        deleted += 1
+        if len(batch) == 25:
+            flush()
+    if batch:
+        flush()
+    return deleted
+
+
+def clear_usage(settings: AwsSettings, report: Callable[[str], None] = print) -> None:
+    """Delete usage items and aggregates; configuration, credentials and stream checkpoints stay.
+
+    The aggregator ignores REMOVE records, so deleting usage items does not take anything off the aggregates.
+    """
+    ddb = settings.dynamodb()
+    names = settings.names
+    for spec in table_specs(names):
+        if spec.name in (names.usage_table, names.aggregates_table):
+            report(f"cleared {delete_all_items(ddb, spec.name, spec.has_sort_key)} items from {spec.name}")

@@ -1,0 +1,210 @@
+"""The OpenAPI 3.1 document, built from the same pydantic models that validate requests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from catalog.model import ORG_ID_PATTERN, SLUG_PATTERN, AppSettings, OrgSettings
+from ingest_api.routes_auth import RefreshRequest, RevokeRequest, TokenRequest
+from ingest_api.routes_provisioning import RotateRequest
+from ingest_api.submission import MAX_BATCH_ITEMS, UsageSubmission
+
+_MODELS: list[type[BaseModel]] = [
+    OrgSettings,
+    AppSettings,
+    RotateRequest,
+    TokenRequest,
+    RefreshRequest,
+    RevokeRequest,
+    UsageSubmission,
+]
+
+ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "details": {}},
+        }
+    },
+}
+
+ORG_ID = {"name": "org_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": ORG_ID_PATTERN}}
+APP_ID = {"name": "app_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": SLUG_PATTERN}}
+DATE = {"name": "date", "in": "path", "required": True, "schema": {"type": "string", "format": "date"}}
+CLAIM = {"name": "claim", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _body(schema: dict[str, Any], form: bool = False) -> dict[str, Any]:
+    content = {"application/json": {"schema": schema}}
+    if form:
+        content["application/x-www-form-urlencoded"] = {"schema": schema}
+    return {"required": True, "content": content}
+
+
+def _responses(*codes: int, ok: int = 200) -> dict[str, Any]:
+    responses: dict[str, Any] = {str(ok): {"description": "success", "content": {"application/json": {"schema": {}}}}}
+    for code in codes:
+        responses[str(code)] = {"description": "error", "content": {"application/json": {"schema": ERROR}}}
+    return responses
+
+
+def _op(
+    summary: str,
+    security: str | None,
+    params: list[dict[str, Any]],
+    responses: dict[str, Any],
+    body: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "parameters": params, "responses": responses}
+    if security:
+        op["security"] = [{security: []}]
+    if body:
+        op["requestBody"] = body
+    return op
+
+
+def build_openapi() -> dict[str, Any]:
+    schemas: dict[str, Any] = {}
+    for model in _MODELS:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    batch = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["items"],
+        "properties": {
+            "items": {"type": "array", "minItems": 1, "maxItems": MAX_BATCH_ITEMS, "items": _ref(UsageSubmission)}
+        },
+    }
+    auth_errors = (400, 401, 403, 404, 422)
+    paths: dict[str, Any] = {
+        "/auth/token": {
+            "post": _op(
+                "Client credentials -> access and refresh token",
+                None,
+                [],
+                _responses(400, 401, 422),
+                _body(_ref(TokenRequest), form=True),
+            )
+        },
+        "/auth/refresh": {
+            "post": _op(
+                "Refresh token -> new token pair (the old refresh token is spent)",
+                None,
+                [],
+                _responses(400, 401, 422),
+                _body(_ref(RefreshRequest), form=True),
+            )
+        },
+        "/auth/revoke": {
+            "post": _op(
+                "Revoke an access or refresh token",
+                None,
+                [],
+                _responses(400, 422),
+                _body(_ref(RevokeRequest), form=True),
+            )
+        },
+        "/api/v1/orgs/{org_id}": {
+            "put": _op(
+                "Create or update an org",
+                "apiKey",
+                [ORG_ID],
+                {**_responses(400, 401, 409, 422), "201": {"description": "created; carries the client secret once"}},
+                _body(_ref(OrgSettings)),
+            ),
+            "get": _op("Read an org's settings", "apiKey", [ORG_ID], _responses(400, 401, 404)),
+        },
+        "/api/v1/orgs/{org_id}/apps/{app_id}": {
+            "put": _op(
+                "Create or update an app",
+                "apiKey",
+                [ORG_ID, APP_ID],
+                {
+                    **_responses(400, 401, 404, 409, 422),
+                    "201": {"description": "created; carries the client secret once"},
+                },
+                _body(_ref(AppSettings)),
+            ),
+            "get": _op("Read an app's settings", "apiKey", [ORG_ID, APP_ID], _responses(400, 401, 404)),
+        },
+        "/api/v1/orgs/{org_id}/credentials/rotate": {
+            "post": _op(
+                "Rotate the org's client secret with a grace period",
+                "apiKey",
+                [ORG_ID],
+                _responses(400, 401, 404, 409, 422),
+                {"required": False, "content": {"application/json": {"schema": _ref(RotateRequest)}}},
+            )
+        },
+        "/api/v1/orgs/{org_id}/apps/{app_id}/credentials/rotate": {
+            "post": _op(
+                "Rotate an app's client secret with a grace period",
+                "apiKey",
+                [ORG_ID, APP_ID],
+                _responses(400, 401, 404, 409, 422),
+                {"required": False, "content": {"application/json": {"schema": _ref(RotateRequest)}}},
+            )
+        },
+        "/api/v1/secrets/{claim}": {"get": _op("Claim a one-time secret", None, [CLAIM], _responses(404))},
+        "/api/v1/orgs/{org_id}/apps/{app_id}/usage": {
+            "post": _op(
+                "Submit one usage event",
+                "bearer",
+                [ORG_ID, APP_ID],
+                {**_responses(*auth_errors, 503, ok=202)},
+                _body(_ref(UsageSubmission)),
+            )
+        },
+        "/api/v1/orgs/{org_id}/apps/{app_id}/usage/batch": {
+            "post": _op(
+                "Submit up to 100 usage events; a result per item",
+                "bearer",
+                [ORG_ID, APP_ID],
+                {**_responses(*auth_errors, 503, ok=207)},
+                _body(batch),
+            )
+        },
+        "/api/v1/orgs/{org_id}/aggregates/today": {
+            "get": _op("Today's org-wide spend per model label", "bearer", [ORG_ID], _responses(*auth_errors))
+        },
+        "/api/v1/orgs/{org_id}/aggregates/{date}": {
+            "get": _op("A day's org-wide spend per model label", "bearer", [ORG_ID, DATE], _responses(*auth_errors))
+        },
+        "/api/v1/orgs/{org_id}/apps/{app_id}/aggregates/today": {
+            "get": _op("Today's spend of one app", "bearer", [ORG_ID, APP_ID], _responses(*auth_errors))
+        },
+        "/api/v1/orgs/{org_id}/apps/{app_id}/aggregates/{date}": {
+            "get": _op("A day's spend of one app", "bearer", [ORG_ID, APP_ID, DATE], _responses(*auth_errors))
+        },
+        "/api/v1/orgs/{org_id}/apps/{app_id}/model-selection": {
+            "get": _op(
+                "The model to use now under the daily quotas", "bearer", [ORG_ID, APP_ID], _responses(*auth_errors, 429)
+            )
+        },
+        "/health": {"get": _op("Tables and queue reachable", None, [], _responses(503))},
+        "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text"}}}},
+        "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "JSON"}}}},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Bedrock Cost Keeper", "version": "1.0.0"},
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+            },
+        },
+    }

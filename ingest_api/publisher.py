@@ -1,0 +1,157 @@
+"""Enqueueing usage with group commit.
+
+A request's events join a shared pending list and the request waits until SQS has acknowledged the message holding
+them, so a 202 always means durably queued. Sends go out as soon as a send slot is free; while all slots are busy,
+the requests that arrive meanwhile gather into the next SendMessageBatch. Under load this packs hundreds of events
+into each SQS request without adding latency when traffic is light.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from workers.message import MAX_EVENTS_PER_MESSAGE, MAX_MESSAGE_BYTES, UsageEvent, encode, encoded_size
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs import SQSClient
+
+log = logging.getLogger("ingest_api.publisher")
+
+MAX_ENTRIES_PER_BATCH = 10
+# SendMessageBatch limits the sum of its entries as well as each one.
+MAX_BATCH_BYTES = MAX_MESSAGE_BYTES
+
+
+class QueueUnavailable(RuntimeError):
+    pass
+
+
+@dataclass
+class _Pending:
+    events: list[UsageEvent]
+    size: int
+    done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+@dataclass
+class PublisherStats:
+    sqs_requests: int = 0
+    messages: int = 0
+    events: int = 0
+    failures: int = 0
+
+
+class UsagePublisher:
+    def __init__(self, sqs: SQSClient, queue_url: str, max_inflight: int) -> None:
+        self._sqs = sqs
+        self._queue_url = queue_url
+        self._slots = asyncio.Semaphore(max_inflight)
+        self._pending: list[_Pending] = []
+        self._wakeup = asyncio.Event()
+        self._closing = False
+        self._sends: set[asyncio.Task[None]] = set()
+        self._runner: asyncio.Task[None] | None = None
+        self.stats = PublisherStats()
+
+    def start(self) -> None:
+        self._runner = asyncio.create_task(self._run(), name="usage-publisher")
+
+    async def close(self) -> None:
+        """Send everything still pending, then stop."""
+        self._closing = True
+        self._wakeup.set()
+        if self._runner is not None:
+            await self._runner
+        if self._sends:
+            await asyncio.gather(*self._sends, return_exceptions=True)
+
+    async def publish(self, events: list[UsageEvent]) -> None:
+        """Returns once every event is on the queue; raises QueueUnavailable otherwise."""
+        if self._closing:
+            raise QueueUnavailable("the API is shutting down")
+        pending = _Pending(events, sum(encoded_size(e) for e in events))
+        if pending.size > MAX_MESSAGE_BYTES or len(events) > MAX_EVENTS_PER_MESSAGE:
+            raise ValueError("a request's events must fit one queue message")
+        self._pending.append(pending)
+        self._wakeup.set()
+        await asyncio.shield(pending.done)
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._pending:
+                await self._slots.acquire()
+                batch = self._take_batch()
+                task = asyncio.create_task(self._send(batch))
+                self._sends.add(task)
+                task.add_done_callback(self._sends.discard)
+            if self._closing and not self._pending:
+                return
+
+    def _take_batch(self) -> list[list[_Pending]]:
+        """Pack pending requests into up to ten messages within the size limits, in arrival order."""
+        messages: list[list[_Pending]] = []
+        current: list[_Pending] = []
+        current_size = current_events = total = 0
+        while self._pending:
+            nxt = self._pending[0]
+            if total + nxt.size > MAX_BATCH_BYTES:
+                break
+            if current and (
+                current_size + nxt.size > MAX_MESSAGE_BYTES or current_events + len(nxt.events) > MAX_EVENTS_PER_MESSAGE
+            ):
+                messages.append(current)
+                current, current_size, current_events = [], 0, 0
+                if len(messages) == MAX_ENTRIES_PER_BATCH:
+                    break
+            self._pending.pop(0)
+            current.append(nxt)
+            current_size += nxt.size
+            current_events += len(nxt.events)
+            total += nxt.size
+        if current:
+            messages.append(current)
+        return messages
+
+    async def _send(self, messages: list[list[_Pending]]) -> None:
+        try:
+            entries: list[Any] = [
+                {"Id": str(i), "MessageBody": encode([e for p in group for e in p.events])}
+                for i, group in enumerate(messages)
+            ]
+            try:
+                response = await self._sqs.send_message_batch(QueueUrl=self._queue_url, Entries=entries)
+            except Exception as exc:
+                self.stats.failures += 1
+                log.exception("SendMessageBatch failed")
+                self._fail([p for group in messages for p in group], exc)
+                return
+            self.stats.sqs_requests += 1
+            failed = {f["Id"]: f for f in response.get("Failed", [])}
+            for i, group in enumerate(messages):
+                if str(i) in failed:
+                    self.stats.failures += 1
+                    self._fail(group, QueueUnavailable(failed[str(i)].get("Message", "send failed")))
+                    continue
+                self.stats.messages += 1
+                for pending in group:
+                    self.stats.events += len(pending.events)
+                    if not pending.done.done():
+                        pending.done.set_result(None)
+        finally:
+            self._slots.release()
+
+    @staticmethod
+    def _fail(group: list[_Pending], exc: BaseException) -> None:
+        for pending in group:
+            if not pending.done.done():
+                pending.done.set_exception(QueueUnavailable(str(exc)))
+        # Nobody may be awaiting a future whose request was cancelled; mark its exception as seen.
+        for pending in group:
+            with contextlib.suppress(BaseException):
+                pending.done.exception()

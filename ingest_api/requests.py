@@ -1,0 +1,59 @@
+"""Reading request bodies and path ids, with every failure mapped to a 4xx JSON error."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+
+from catalog.model import is_org_id, is_slug
+from ingest_api.errors import ApiError, invalid_body
+
+MAX_BODY_BYTES = 1024 * 1024
+M = TypeVar("M", bound=BaseModel)
+
+
+async def read_json(request: Request) -> Any:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise ApiError(413, "PAYLOAD_TOO_LARGE", f"request bodies are limited to {MAX_BODY_BYTES} bytes")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise ApiError(413, "PAYLOAD_TOO_LARGE", f"request bodies are limited to {MAX_BODY_BYTES} bytes")
+    if not body:
+        raise ApiError(400, "INVALID_JSON", "the request body is empty; a JSON object is expected")
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "INVALID_JSON", f"the request body is not valid JSON: {exc}") from exc
+
+
+def parse_model(model: type[M], data: Any) -> M:
+    if not isinstance(data, dict):
+        raise ApiError(422, "VALIDATION_ERROR", "the request body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise invalid_body(exc) from exc
+
+
+async def body_as(request: Request, model: type[M]) -> M:
+    return parse_model(model, await read_json(request))
+
+
+def path_org_id(request: Request) -> str:
+    org_id = str(request.path_params["org_id"])
+    if not is_org_id(org_id):
+        raise ApiError(400, "INVALID_ORG_ID", "org_id must be a lowercase UUID")
+    return org_id
+
+
+def path_app_id(request: Request) -> str:
+    app_id = str(request.path_params["app_id"])
+    if not is_slug(app_id):
+        raise ApiError(400, "INVALID_APP_ID", "app_id must be 1-64 of a-z 0-9 _ - starting and ending alphanumeric")
+    return app_id

@@ -1,0 +1,139 @@
+"""OAuth2 client credentials: /auth/token, /auth/refresh, /auth/revoke."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+from urllib.parse import parse_qs
+
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from catalog.credentials import Principal
+from ingest_api.context import services
+from ingest_api.errors import ApiError
+from ingest_api.requests import MAX_BODY_BYTES, parse_model, read_json
+from ingest_api.tokens import InvalidToken, TokenPair
+
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+class TokenRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    grant_type: str = "client_credentials"
+    client_id: str = Field(min_length=1, max_length=200)
+    client_secret: str = Field(min_length=1, max_length=200)
+
+
+class RefreshRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    refresh_token: str = Field(min_length=1, max_length=4096)
+
+
+class RevokeRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    token: str = Field(min_length=1, max_length=4096)
+    token_type_hint: str | None = None
+
+
+async def _form_or_json(request: Request) -> dict[str, Any]:
+    """RFC 6749 clients send a form; JSON is accepted too. HTTP Basic carries the client credentials if present."""
+    content_type = request.headers.get("content-type", "")
+    data: dict[str, Any]
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        body = await request.body()
+        if len(body) > MAX_BODY_BYTES:
+            raise ApiError(413, "PAYLOAD_TOO_LARGE", "request body too large")
+        try:
+            parsed = parse_qs(body.decode(), keep_blank_values=True, strict_parsing=False)
+        except UnicodeDecodeError as exc:
+            raise ApiError(400, "INVALID_FORM", "the form body is not valid UTF-8") from exc
+        data = {k: v[0] for k, v in parsed.items()}
+    elif request.headers.get("content-length", "0") == "0" and "authorization" in request.headers:
+        data = {}
+    else:
+        raw = await read_json(request)
+        if not isinstance(raw, dict):
+            raise ApiError(422, "VALIDATION_ERROR", "the request body must be a JSON object")
+        data = raw
+    basic = request.headers.get("authorization", "")
+    if basic.lower().startswith("basic "):
+        try:
+            client_id, _, secret = base64.b64decode(basic[6:], validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError) as exc:
+            raise ApiError(400, "INVALID_AUTHORIZATION", "malformed Basic authorization header") from exc
+        data.setdefault("client_id", client_id)
+        data.setdefault("client_secret", secret)
+    return data
+
+
+def _token_response(pair: TokenPair, principal: Principal) -> JSONResponse:
+    return JSONResponse(
+        {
+            "access_token": pair.access_token,
+            "token_type": "Bearer",
+            "expires_in": pair.access_expires_in_s,
+            "refresh_token": pair.refresh_token,
+            "refresh_expires_in": pair.refresh_expires_in_s,
+            "client_id": principal.client_id,
+            "org_id": principal.org_id,
+            "app_id": principal.app_id,
+        },
+        headers=_NO_STORE,
+    )
+
+
+async def token(request: Request) -> JSONResponse:
+    svc = services(request)
+    body = parse_model(TokenRequest, await _form_or_json(request))
+    if body.grant_type != "client_credentials":
+        raise ApiError(400, "UNSUPPORTED_GRANT_TYPE", "grant_type must be client_credentials")
+    principal = Principal.parse(body.client_id)
+    # One answer for an unknown client and a wrong secret: client ids are not to be probed.
+    if principal is None or not await svc.catalog.authenticate(principal, body.client_secret):
+        raise ApiError(401, "INVALID_CLIENT", "unknown client_id or wrong client_secret")
+    return _token_response(svc.issuer.issue(principal), principal)
+
+
+async def refresh(request: Request) -> JSONResponse:
+    svc = services(request)
+    body = parse_model(RefreshRequest, await _form_or_json(request))
+    try:
+        claims = svc.issuer.decode(body.refresh_token, expected="refresh")
+    except InvalidToken as exc:
+        raise ApiError(401, "INVALID_TOKEN", f"refresh token rejected: {exc}") from exc
+    if await svc.revocations.is_revoked(claims):
+        raise ApiError(401, "TOKEN_REVOKED", "this refresh token has been revoked or already used")
+    if not await svc.catalog.exists(claims.principal):
+        raise ApiError(401, "INVALID_CLIENT", "the client no longer exists")
+    # Refresh tokens rotate: the old one is spent here, and a second use of it fails (reuse detection).
+    if not await svc.revocations.revoke(claims):
+        raise ApiError(401, "TOKEN_REVOKED", "this refresh token has already been used")
+    return _token_response(svc.issuer.issue(claims.principal), claims.principal)
+
+
+async def revoke(request: Request) -> JSONResponse:
+    svc = services(request)
+    body = parse_model(RevokeRequest, await _form_or_json(request))
+    try:
+        claims = svc.issuer.decode(body.token, expected=None)
+    except InvalidToken as exc:
+        if "expired" in str(exc):
+            # RFC 7009: revoking a token that is already dead succeeds.
+            return JSONResponse({"revoked": True}, headers=_NO_STORE)
+        raise ApiError(400, "INVALID_TOKEN", "not a token issued by this service") from exc
+    await svc.revocations.revoke(claims)
+    return JSONResponse({"revoked": True, "token_type": claims.token_type}, headers=_NO_STORE)
+
+
+routes = [
+    Route("/auth/token", token, methods=["POST"]),
+    Route("/auth/refresh", refresh, methods=["POST"]),
+    Route("/auth/revoke", revoke, methods=["POST"]),
+]

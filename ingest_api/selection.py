@@ -1,0 +1,89 @@
+"""Quota-aware model selection. Pure: spend and quotas in, a decision out.
+
+Quota scope ORG: the org's quota for a label caps the whole org's spend on it; an app quota, where set, also caps
+that app's own spend. Quota scope APP: each app is capped on its own spend, by its app quota or else by the org's
+quota for that label used as the per-app default.
+
+The first label of the ordering with headroom under every cap wins, never one before the day's sticky position: once
+an app has fallen back, it stays on the cheaper model for the rest of the org-local day.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from catalog.model import App, Org
+
+TIGHT_PERCENT = 95.0
+Mode = Literal["NORMAL", "TIGHT", "EXHAUSTED"]
+
+
+@dataclass(frozen=True)
+class Cap:
+    scope: Literal["org", "app"]
+    spend_usd_micros: int
+    quota_usd_micros: int
+
+    @property
+    def percent(self) -> float:
+        if self.quota_usd_micros == 0:
+            return 100.0
+        return 100.0 * self.spend_usd_micros / self.quota_usd_micros
+
+    @property
+    def exhausted(self) -> bool:
+        return self.spend_usd_micros >= self.quota_usd_micros
+
+
+@dataclass(frozen=True)
+class LabelStatus:
+    model_label: str
+    caps: tuple[Cap, ...]
+
+    @property
+    def available(self) -> bool:
+        return not any(cap.exhausted for cap in self.caps)
+
+    @property
+    def percent(self) -> float | None:
+        """Use of the tightest cap; None when the label has no quota at all."""
+        return max((cap.percent for cap in self.caps), default=None)
+
+
+@dataclass(frozen=True)
+class Selection:
+    model_label: str | None
+    position: int  # index into the ordering; len(ordering) when everything is exhausted
+    mode: Mode
+    statuses: tuple[LabelStatus, ...]
+
+
+def label_caps(org: Org, app: App, label: str, org_spend: dict[str, int], app_spend: dict[str, int]) -> tuple[Cap, ...]:
+    org_quota = org.settings.daily_quotas_usd_micros.get(label)
+    app_quota = app.settings.daily_quotas_usd_micros.get(label)
+    caps: list[Cap] = []
+    if org.settings.quota_scope == "ORG":
+        if org_quota is not None:
+            caps.append(Cap("org", org_spend.get(label, 0), org_quota))
+        if app_quota is not None:
+            caps.append(Cap("app", app_spend.get(label, 0), app_quota))
+    else:
+        quota = app_quota if app_quota is not None else org_quota
+        if quota is not None:
+            caps.append(Cap("app", app_spend.get(label, 0), quota))
+    return tuple(caps)
+
+
+def select_model(
+    org: Org, app: App, org_spend: dict[str, int], app_spend: dict[str, int], sticky_position: int = 0
+) -> Selection:
+    ordering = app.ordering(org)
+    statuses = tuple(LabelStatus(label, label_caps(org, app, label, org_spend, app_spend)) for label in ordering)
+    for position in range(max(sticky_position, 0), len(ordering)):
+        status = statuses[position]
+        if status.available:
+            percent = status.percent
+            mode: Mode = "TIGHT" if percent is not None and percent >= TIGHT_PERCENT else "NORMAL"
+            return Selection(status.model_label, position, mode, statuses)
+    return Selection(None, len(ordering), "EXHAUSTED", statuses)

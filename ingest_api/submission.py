@@ -1,0 +1,87 @@
+"""What a client posts as usage, and the checks that need the org: model label and the org-local day window."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from catalog.model import Org
+from workers.message import TokenCount, UsageEvent
+
+MAX_BATCH_ITEMS = 100
+
+RequestId = Annotated[
+    str,
+    Field(
+        pattern=r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+        description="UUID the client generates once per model call; retries reuse it",
+    ),
+]
+
+
+class UsageSubmission(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    request_id: RequestId
+    model_label: str = Field(min_length=1, max_length=64)
+    input_tokens: TokenCount = 0
+    output_tokens: TokenCount = 0
+    cache_read_tokens: TokenCount = 0
+    cache_write_tokens: TokenCount = 0
+    timestamp: AwareDatetime = Field(description="when the model call happened, ISO 8601 with a UTC offset")
+
+
+class BatchSubmission(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Items are validated one by one so that one bad item rejects only itself (207).
+    items: list[dict[str, object]] = Field(min_length=1, max_length=MAX_BATCH_ITEMS)
+
+
+class Rejection(ValueError):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def check_against_org(
+    submission: UsageSubmission, org: Org, now: datetime, clock_skew_s: int, late_arrival_grace_s: int
+) -> None:
+    if submission.model_label not in org.settings.models:
+        known = ", ".join(org.settings.model_ordering)
+        raise Rejection("UNKNOWN_MODEL_LABEL", f"model_label {submission.model_label!r} is not one of: {known}")
+    if submission.timestamp > now + timedelta(seconds=clock_skew_s):
+        raise Rejection("TIMESTAMP_IN_FUTURE", "timestamp is in the future")
+    zone = ZoneInfo(org.settings.timezone)
+    local_now = now.astimezone(zone)
+    day_start = local_now.replace(hour=0, minute=0, second=0, microsecond=0)
+    # Usage of the previous local day is accepted for a grace period after midnight: calls in flight at midnight.
+    if (now - day_start).total_seconds() < late_arrival_grace_s:
+        window_start = (day_start - timedelta(days=1)).replace(tzinfo=None).replace(tzinfo=zone)
+    else:
+        window_start = day_start
+    if submission.timestamp < window_start:
+        raise Rejection(
+            "TIMESTAMP_OUTSIDE_DAY_WINDOW",
+            f"timestamp is before the current org-local day ({day_start.date().isoformat()} in "
+            f"{org.settings.timezone}, from {window_start.isoformat()})",
+        )
+
+
+def to_event(submission: UsageSubmission, org_id: str, app_id: str, accepted_at: datetime) -> UsageEvent:
+    return UsageEvent(
+        org_id=org_id,
+        app_id=app_id,
+        request_id=submission.request_id.lower(),
+        model_label=submission.model_label,
+        input_tokens=submission.input_tokens,
+        output_tokens=submission.output_tokens,
+        cache_read_tokens=submission.cache_read_tokens,
+        cache_write_tokens=submission.cache_write_tokens,
+        timestamp=submission.timestamp,
+        accepted_at=accepted_at,
+    )

@@ -1,0 +1,33 @@
+"""`python -m workers`: consume the usage queue until SIGTERM/SIGINT, then finish in-flight batches and exit."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from catalog.store import CatalogStore
+from infra.aws import open_async_clients
+from workers.consumer import Worker, describe_stats
+from workers.processor import UsageWriter
+from workers.settings import WorkerSettings
+
+
+async def main(settings: WorkerSettings) -> None:
+    names = settings.aws.names
+    async with open_async_clients(settings.aws) as clients:
+        queue_url = (await clients.sqs.get_queue_url(QueueName=names.usage_queue))["QueueUrl"]
+        dlq_url = (await clients.sqs.get_queue_url(QueueName=names.dead_letter_queue))["QueueUrl"]
+        catalog = CatalogStore(clients.dynamodb, names.config_table, settings.catalog_cache_ttl_s)
+        worker = Worker(settings, clients.sqs, UsageWriter(settings, clients.dynamodb, catalog), queue_url, dlq_url)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, worker.stopping.set)
+        logging.getLogger("worker").info("consuming %s with %d pollers", queue_url, settings.pollers)
+        await worker.run()
+        logging.getLogger("worker").info("drained and stopped: %s", describe_stats(worker.stats))
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    asyncio.run(main(WorkerSettings.from_env()))
