@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("aggregator")
 
+MAX_CONSECUTIVE_TRIMS = 3
+
 
 @dataclass
 class AggregatorStats:
@@ -34,6 +36,7 @@ class AggregatorStats:
     aggregate_writes: int = 0
     replays_skipped: int = 0
     errors: int = 0
+    trimmed_restarts: int = 0
     # Epoch ms the last applied usage item was written by the worker, and when it was applied.
     last_written_at_ms: int = 0
     last_applied_at_ms: int = 0
@@ -68,7 +71,18 @@ class ShardReader:
         else:
             kwargs["ShardIteratorType"] = "AFTER_SEQUENCE_NUMBER"
             kwargs["SequenceNumber"] = sequence_number
-        response = await self._streams.get_shard_iterator(**kwargs)
+        try:
+            response = await self._streams.get_shard_iterator(**kwargs)
+        except self._streams.exceptions.TrimmedDataAccessException:
+            if sequence_number is None:
+                raise
+            self._stats.trimmed_restarts += 1
+            log.error(
+                "shard %s: checkpoint %s is past retention; going on from the oldest record",
+                self._shard_id,
+                sequence_number,
+            )
+            return await self._iterator(None)
         return response.get("ShardIterator")
 
     async def run(self) -> bool:
@@ -90,6 +104,7 @@ class ShardReader:
             return True
         position = checkpoint.sequence_number
         iterator = await self._iterator(position)
+        trims = 0
         while iterator is not None and not self._stopping.is_set():
             try:
                 response = await self._streams.get_records(
@@ -98,6 +113,23 @@ class ShardReader:
             except self._streams.exceptions.ExpiredIteratorException:
                 iterator = await self._iterator(position)
                 continue
+            except self._streams.exceptions.TrimmedDataAccessException:
+                # DynamoDB Local raises this for an iterator taken on an empty shard once the first record lands
+                # (aws-sdk-java#2923): re-opening at the checkpoint reads on. On AWS, a trim that persists means the
+                # records after the checkpoint outlived the stream's 24 h retention and are gone.
+                trims += 1
+                if trims > MAX_CONSECUTIVE_TRIMS:
+                    self._stats.trimmed_restarts += 1
+                    log.error(
+                        "shard %s: records after %s were trimmed; going on from the oldest record",
+                        self._shard_id,
+                        position,
+                    )
+                    iterator = await self._iterator(None)
+                else:
+                    iterator = await self._iterator(position)
+                continue
+            trims = 0
             records = response.get("Records", [])
             iterator = response.get("NextShardIterator")
             if records:

@@ -1,3 +1,5 @@
-from infra.cli import main
 import sys
+
+from infra.cli import main
+
 sys.exit(main())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -186,7 +187,10 @@ def _dev_secrets() -> dict[str, str]:
     if path.exists():
         stored: dict[str, str] = json.loads(path.read_text())
     else:
-        stored = {"CK_JWT_SECRET": secrets.token_urlsafe(48), "CK_ADMIN_API_KEY": "ck-admin-" + secrets.token_urlsafe(24)}
+        stored = {
+            "CK_JWT_SECRET": secrets.token_urlsafe(48),
+            "CK_ADMIN_API_KEY": "ck-admin-" + secrets.token_urlsafe(24),
+        }
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(stored, indent=2))
         path.chmod(0o600)
@@ -198,7 +202,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     env = child_environment({**_target_environment(), **_dev_secrets()})
     env.setdefault("CK_API_PORT", str(args.port))
     run_dir = emulator.default_run_dir()
-    processes = [PipelineProcess(name, env, run_dir / f"{name}.log", echo=True) for name in ("api", "worker", "aggregator")]
+    processes = [
+        PipelineProcess(name, env, run_dir / f"{name}.log", echo=True) for name in ("api", "worker", "aggregator")
+    ]
     stopping = False
 
     def request_stop(signum: int, frame: object) -> None:
@@ -212,7 +218,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     base = f"http://127.0.0.1:{env['CK_API_PORT']}"
     try:
         wait_for_http(f"{base}/health", 60, processes[0])
-        _say(f"== pipeline running: API {base}  (health {base}/health, metrics {base}/metrics, docs {base}/openapi.json)")
+        _say(
+            f"== pipeline running: API {base}  (health {base}/health, metrics {base}/metrics, docs {base}/openapi.json)"
+        )
         _say(f"   admin API key: {env['CK_ADMIN_API_KEY']}   seed credentials: {_credentials_file()}")
         _say("   Ctrl-C stops the API, the worker and the aggregator (the emulator keeps running: `costkeeper stop`)")
         while not stopping:
@@ -264,10 +272,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
                 if args.count == 0 or shown < args.count:
                     await asyncio.sleep(args.interval)
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(loop())
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

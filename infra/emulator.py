@@ -199,7 +199,7 @@ def _probe(server: _Server, cfg: EmulatorConfig) -> bool:
     if not _port_open(cfg.host, server.port):
         return False
     config = Config(connect_timeout=1, read_timeout=2, retries={"max_attempts": 1})
-    session = boto3.Session(aws_access_key_id="local", aws_secret_access_key="local", region_name="us-east-1")
+    session = boto3.Session(aws_access_key_id="local", aws_secret_access_key="local", region_name="us-east-1")  # noqa: S106 - emulators accept any key
     try:
         if server.name == "dynamodb-local":
             session.client("dynamodb", endpoint_url=cfg.dynamodb_url, config=config).list_tables(Limit=1)

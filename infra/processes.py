@@ -40,7 +40,8 @@ class PipelineProcess:
         self._pump.start()
 
     def _copy_output(self) -> None:
-        assert self._proc is not None and self._proc.stdout is not None
+        assert self._proc is not None
+        assert self._proc.stdout is not None
         log: IO[bytes] | None = self._log_path.open("ab") if self._log_path else None
         prefix = f"[{self.name}] ".encode()
         try:

@@ -1,0 +1,229 @@
+"""The integration harness: a real emulator (or LocalStack via AWS_ENDPOINT_URL_*), real processes, real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from infra.aws import AwsSettings, open_async_clients
+from infra.pipeline_status import PipelineStatus, pipeline_status
+from infra.processes import PipelineProcess, child_environment, wait_for_http
+
+ADMIN_KEY = "test-admin-" + secrets.token_urlsafe(12)
+JWT_SECRET = secrets.token_urlsafe(48)
+REPO = Path(__file__).resolve().parents[2]
+
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def eventually(check: Callable[[], T | None], timeout_s: float = 10.0, interval_s: float = 0.05) -> T:
+    """Poll until check returns something truthy; fail with the last value otherwise."""
+    deadline = time.monotonic() + timeout_s
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval_s)
+    raise AssertionError(f"condition not met within {timeout_s}s; last value: {last!r}")
+
+
+def status(settings: AwsSettings) -> PipelineStatus:
+    async def read() -> PipelineStatus:
+        async with open_async_clients(settings) as clients:
+            return await pipeline_status(clients, settings.names)
+
+    return asyncio.run(read())
+
+
+def wait_idle(settings: AwsSettings, timeout_s: float = 30.0) -> None:
+    """Until the queue is empty and the aggregator has applied every stream record."""
+
+    def idle() -> bool:
+        s = status(settings)
+        return s.queue.total == 0 and s.pending_records == 0
+
+    eventually(idle, timeout_s, 0.1)
+
+
+@dataclass
+class Pipeline:
+    settings: AwsSettings
+    env: dict[str, str]
+    log_dir: Path
+    port: int = field(default_factory=free_port)
+    processes: dict[str, PipelineProcess] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, *names: str) -> None:
+        for name in names or ("api", "worker", "aggregator"):
+            env = {**self.env, "CK_API_PORT": str(self.port)}
+            process = PipelineProcess(name, env, self.log_dir / f"{name}.log")
+            process.start()
+            self.processes[name] = process
+            if name == "api":
+                wait_for_http(f"{self.base_url}/health", 60, process)
+
+    def stop(self, *names: str) -> None:
+        for name in names or tuple(self.processes):
+            process = self.processes.pop(name, None)
+            if process is not None:
+                process.stop()
+
+    def kill(self, name: str) -> None:
+        self.processes.pop(name).kill()
+
+    def check_alive(self) -> None:
+        dead = {n: p.returncode() for n, p in self.processes.items() if not p.alive()}
+        assert not dead, f"pipeline processes exited: {dead} (logs in {self.log_dir})"
+
+
+def pipeline_env(settings: AwsSettings, **extra: str) -> dict[str, str]:
+    return child_environment(
+        {
+            "CK_RESOURCE_PREFIX": settings.names.prefix,
+            "CK_JWT_SECRET": JWT_SECRET,
+            "CK_ADMIN_API_KEY": ADMIN_KEY,
+            # Short caches keep tests that change config or revoke tokens quick; behaviour is the same.
+            "CK_CATALOG_CACHE_TTL_S": "0.5",
+            "CK_WORKER_WAIT_TIME_S": "2",
+            "CK_WORKER_RETRY_BASE_S": "1",
+            **extra,
+        }
+    )
+
+
+# -- an API client that speaks for a test -----------------------------------------------------------------------
+
+
+def price(
+    input_tokens: int, output_tokens: int, p_in: int, p_out: int, cr: int = 0, p_cr: int = 0, cw: int = 0, p_cw: int = 0
+) -> int:
+    """Independent restatement of the pricing rule for expected values: round half up, once per request."""
+    numerator = input_tokens * p_in + output_tokens * p_out + cr * p_cr + cw * p_cw
+    return (numerator + 500_000) // 1_000_000
+
+
+def org_settings(timezone: str = "UTC", scope: str = "ORG", quotas: dict[str, int] | None = None) -> dict[str, Any]:
+    return {
+        "name": "Test",
+        "timezone": timezone,
+        "quota_scope": scope,
+        "models": {
+            "premium": {
+                "bedrock_model_id": "anthropic.claude-sonnet",
+                "prices": {
+                    "input_per_mtok_usd_micros": 3_000_000,
+                    "output_per_mtok_usd_micros": 15_000_000,
+                    "cache_read_per_mtok_usd_micros": 300_000,
+                    "cache_write_per_mtok_usd_micros": 3_750_000,
+                },
+            },
+            "standard": {
+                "bedrock_model_id": "anthropic.claude-haiku",
+                "prices": {"input_per_mtok_usd_micros": 800_000, "output_per_mtok_usd_micros": 4_000_000},
+            },
+            "economy": {
+                "bedrock_model_id": "amazon.nova-micro",
+                "prices": {"input_per_mtok_usd_micros": 35_000, "output_per_mtok_usd_micros": 140_000},
+            },
+        },
+        "model_ordering": ["premium", "standard", "economy"],
+        "daily_quotas_usd_micros": quotas
+        if quotas is not None
+        else {"premium": 1_000_000, "standard": 500_000, "economy": 100_000},
+    }
+
+
+@dataclass
+class Tenant:
+    http: httpx.Client
+    org_id: str
+    app_id: str
+    org_secret: str
+    app_secret: str
+
+    @property
+    def app_client_id(self) -> str:
+        return f"org-{self.org_id}-app-{self.app_id}"
+
+    @property
+    def org_client_id(self) -> str:
+        return f"org-{self.org_id}"
+
+    def token(self, client_id: str | None = None, secret: str | None = None) -> str:
+        r = self.http.post(
+            "/auth/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": client_id or self.app_client_id,
+                "client_secret": secret or self.app_secret,
+            },
+        )
+        assert r.status_code == 200, r.text
+        return str(r.json()["access_token"])
+
+    def app_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token()}"}
+
+    def org_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(self.org_client_id, self.org_secret)}"}
+
+    @property
+    def app_path(self) -> str:
+        return f"/api/v1/orgs/{self.org_id}/apps/{self.app_id}"
+
+
+def usage(label: str = "premium", input_tokens: int = 1000, output_tokens: int = 500, **extra: Any) -> dict[str, Any]:
+    return {
+        "request_id": str(uuid.uuid4()),
+        "model_label": label,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "timestamp": datetime.now(UTC).isoformat(),
+        **extra,
+    }
+
+
+def provision(
+    http: httpx.Client, org: dict[str, Any] | None = None, app: dict[str, Any] | None = None, app_id: str = "app-one"
+) -> Tenant:
+    org_id = str(uuid.uuid4())
+    admin = {"X-API-Key": ADMIN_KEY}
+    r = http.put(f"/api/v1/orgs/{org_id}", json=org or org_settings(), headers=admin)
+    assert r.status_code == 201, r.text
+    org_secret = r.json()["credentials"]["client_secret"]
+    r = http.put(f"/api/v1/orgs/{org_id}/apps/{app_id}", json=app or {"name": "App"}, headers=admin)
+    assert r.status_code == 201, r.text
+    return Tenant(http, org_id, app_id, org_secret, r.json()["credentials"]["client_secret"])
+
+
+@contextmanager
+def api_client(base_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        yield client
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "") not in ("", "0", "false")
