@@ -32,6 +32,18 @@ ENDPOINT_VARIABLES = {
 }
 
 
+def localstack_environment(host: str | None = None) -> dict[str, str]:
+    """Endpoint variables for a LocalStack edge (LOCALSTACK_HOST, default localhost:4566), via localstack-client."""
+    from localstack_client.config import get_service_endpoint
+
+    env: dict[str, str] = {}
+    for service, variable in ENDPOINT_VARIABLES.items():
+        url = get_service_endpoint(service, localstack_host=host)
+        if url:
+            env[variable] = url
+    return env
+
+
 @dataclass(frozen=True)
 class ResourceNames:
     """Physical names of the tables and queues, all derived from one prefix so stacks can share an account."""

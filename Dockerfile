@@ -1,0 +1,14 @@
+# One image for the API, the worker and the aggregator; the command picks the process.
+FROM python:3.11-slim
+WORKDIR /app
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+COPY pyproject.toml README.md ./
+COPY ingest_api ./ingest_api
+COPY workers ./workers
+COPY aggregator ./aggregator
+COPY catalog ./catalog
+COPY infra ./infra
+RUN pip install --quiet .
+USER nobody
+EXPOSE 8080
+CMD ["python", "-m", "ingest_api"]
