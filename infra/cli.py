@@ -25,7 +25,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer
 
 from infra import emulator
-from infra.aws import ENDPOINT_VARIABLES, AwsSettings, open_async_clients
+from infra.aws import ENDPOINT_VARIABLES, AwsSettings, localstack_environment, open_async_clients
 from infra.pipeline_status import PipelineStatus, pipeline_status
 from infra.processes import PipelineProcess, child_environment, wait_for_http
 from infra.resources import clear_usage, ensure_resources, scan_items, table_specs
@@ -309,6 +309,11 @@ def cmd_redrive(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="costkeeper", description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument(
+        "--localstack",
+        action="store_true",
+        help="target a LocalStack edge (LOCALSTACK_HOST, default localhost:4566) instead of the embedded emulator",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     simple = {
         "start": (cmd_start, "start the embedded emulator (DynamoDB Local + moto SQS)"),
@@ -350,6 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.localstack:
+        os.environ.update(localstack_environment())
     try:
         return int(args.func(args))
     except emulator.EmulatorError as exc:
