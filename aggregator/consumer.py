@@ -213,14 +213,33 @@ class Aggregator:
         self.stats = stats or AggregatorStats()
         self.stopping = asyncio.Event()
 
+    async def _stream_arn(self) -> str | None:
+        """The usage table's stream, waiting out an unreachable endpoint; None if stopped meanwhile."""
+        while not self.stopping.is_set():
+            try:
+                return await stream_arn_of(self._ddb, self._settings.aws.names.usage_table)
+            except Exception:
+                log.exception("cannot describe the usage table; retrying")
+                await _sleep_unless(self.stopping, self._settings.error_backoff_s)
+        return None
+
     async def run(self) -> None:
-        stream_arn = await stream_arn_of(self._ddb, self._settings.aws.names.usage_table)
+        stream_arn = await self._stream_arn()
+        if stream_arn is None:
+            return
         log.info("following %s", stream_arn)
         finished: set[str] = set()
         readers: dict[str, asyncio.Task[bool]] = {}
         try:
             while not self.stopping.is_set():
-                shards = await list_shards(self._streams, stream_arn)
+                try:
+                    shards = await list_shards(self._streams, stream_arn)
+                except Exception:
+                    # An outage must not end the process: the readers retry on their own, the listing does too.
+                    self.stats.errors += 1
+                    log.exception("cannot list shards; retrying")
+                    await _sleep_unless(self.stopping, self._settings.error_backoff_s)
+                    continue
                 known = {s["ShardId"] for s in shards}
                 for shard in shards:
                     shard_id = shard["ShardId"]

@@ -105,6 +105,10 @@ class RevocationStore:
 
     async def revoke(self, claims: TokenClaims) -> bool:
         """Revoke a token id; False if it was revoked already (a refresh token used twice)."""
+        if len(self._revoked) > 100_000:
+            # Past its expiry a token fails on its own; remembering its revocation is no longer needed.
+            now_s = time.time()
+            self._revoked = {jti: exp for jti, exp in self._revoked.items() if exp > now_s}
         self._revoked[claims.jti] = claims.expires_at
         self._not_revoked_until.pop(claims.jti, None)
         try:
