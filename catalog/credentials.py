@@ -74,14 +74,17 @@ def secret_matches(secret: str, stored: list[StoredSecret], now_s: int) -> bool:
 
 
 def rotated(stored: list[StoredSecret], new_hash: str, grace_hours: int, now_s: int) -> list[StoredSecret]:
-    """The secrets after a rotation: the new one current, the previous current one alive for the grace period."""
+    """The secrets after a rotation: the new one current, every older one alive at most for the grace period.
+
+    The grace period caps all older secrets, not only the one that was current: a rotation with grace 0 after a leak
+    must cut off a secret still in an earlier rotation's grace too. Grace is never extended by rotating again.
+    """
     if not 0 <= grace_hours <= MAX_GRACE_HOURS:
         raise ValueError(f"grace period must be 0-{MAX_GRACE_HOURS} hours")
+    deadline = now_s + grace_hours * 3600
     kept: list[StoredSecret] = []
     for entry in stored:
-        if entry.not_after is None:
-            if grace_hours > 0:
-                kept.append(StoredSecret(sha256=entry.sha256, not_after=now_s + grace_hours * 3600))
-        elif entry.not_after > now_s:
-            kept.append(entry)
+        not_after = deadline if entry.not_after is None else min(entry.not_after, deadline)
+        if not_after > now_s:
+            kept.append(StoredSecret(sha256=entry.sha256, not_after=not_after))
     return [StoredSecret(sha256=new_hash), *kept]

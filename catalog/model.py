@@ -11,7 +11,8 @@ import uuid
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic.config import JsonDict
 
 SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9_-]{0,62}[a-z0-9])?$"
 _SLUG = re.compile(SLUG_PATTERN)
@@ -22,7 +23,8 @@ MAX_QUOTA_USD_MICROS = 10**15  # a billion dollars a day: far beyond any real qu
 
 
 def is_org_id(value: str) -> bool:
-    if not _ORG_ID.match(value):
+    # fullmatch, not match: '$' also matches before a trailing newline.
+    if not _ORG_ID.fullmatch(value):
         return False
     try:
         return str(uuid.UUID(value)) == value
@@ -31,7 +33,8 @@ def is_org_id(value: str) -> bool:
 
 
 def is_slug(value: str) -> bool:
-    return bool(_SLUG.match(value)) and "--" not in value
+    # fullmatch: a slug with a trailing newline would otherwise pass and reach keys and client ids.
+    return bool(_SLUG.fullmatch(value)) and "--" not in value
 
 
 def _org_id(value: str) -> str:
@@ -54,8 +57,10 @@ def _timezone(value: str) -> str:
     return value
 
 
-OrgId = Annotated[str, AfterValidator(_org_id)]
-Slug = Annotated[str, AfterValidator(_slug)]
+# The JSON schemas state the patterns so that the OpenAPI document tells clients (and the fuzzer) what is accepted;
+# the validators stay the authority ('--' in a slug and non-canonical UUIDs are refused beyond the pattern).
+OrgId = Annotated[str, AfterValidator(_org_id), WithJsonSchema({"type": "string", "pattern": ORG_ID_PATTERN})]
+Slug = Annotated[str, AfterValidator(_slug), WithJsonSchema({"type": "string", "pattern": SLUG_PATTERN})]
 TimeZoneName = Annotated[str, AfterValidator(_timezone)]
 UsdMicros = Annotated[int, Field(ge=0, le=MAX_QUOTA_USD_MICROS, strict=True)]
 QuotaScope = Literal["ORG", "APP"]
@@ -79,10 +84,31 @@ class ModelSpec(BaseModel):
     prices: Prices
 
 
+# Examples for the OpenAPI document; tests/unit/test_openapi_document.py keeps them valid.
+ORG_SETTINGS_EXAMPLE: JsonDict = {
+    "name": "Acme",
+    "timezone": "Europe/Berlin",
+    "quota_scope": "ORG",
+    "models": {
+        "premium": {
+            "bedrock_model_id": "anthropic.claude-3-5-sonnet-20241022-v2:0",
+            "prices": {"input_per_mtok_usd_micros": 3_000_000, "output_per_mtok_usd_micros": 15_000_000},
+        },
+        "economy": {
+            "bedrock_model_id": "amazon.nova-micro-v1:0",
+            "prices": {"input_per_mtok_usd_micros": 35_000, "output_per_mtok_usd_micros": 140_000},
+        },
+    },
+    "model_ordering": ["premium", "economy"],
+    "daily_quotas_usd_micros": {"premium": 5_000_000, "economy": 1_000_000},
+}
+APP_SETTINGS_EXAMPLE: JsonDict = {"name": "Support bot", "daily_quotas_usd_micros": {"premium": 2_000_000}}
+
+
 class OrgSettings(BaseModel):
     """The body of PUT /api/v1/orgs/{org_id}: everything an admin sets on an org."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"examples": [ORG_SETTINGS_EXAMPLE]})
 
     name: str = Field(default="", max_length=200)
     timezone: TimeZoneName = "UTC"
@@ -108,13 +134,20 @@ class OrgSettings(BaseModel):
 class AppSettings(BaseModel):
     """The body of PUT /api/v1/orgs/{org_id}/apps/{app_id}."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"examples": [APP_SETTINGS_EXAMPLE]})
 
     name: str = Field(default="", max_length=200)
     # Per-app quotas; in APP quota scope a label without one here falls back to the org's quota for that label.
     daily_quotas_usd_micros: dict[Slug, UsdMicros] = Field(default_factory=dict)
     # Optional per-app preference order; defaults to the org's.
     model_ordering: list[Slug] | None = Field(default=None, min_length=1, max_length=MAX_MODELS)
+
+    @model_validator(mode="after")
+    def _ordering_has_no_repeats(self) -> AppSettings:
+        # As for the org's ordering: a repeated label would take two positions of the day's sticky fallback.
+        if self.model_ordering is not None and len(set(self.model_ordering)) != len(self.model_ordering):
+            raise ValueError("model_ordering repeats a label")
+        return self
 
 
 class Org(BaseModel):

@@ -11,6 +11,7 @@ an app has fallen back, it stays on the cheaper model for the rest of the org-lo
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Literal
 
 from catalog.model import App, Org
@@ -35,6 +36,11 @@ class Cap:
     def exhausted(self) -> bool:
         return self.spend_usd_micros >= self.quota_usd_micros
 
+    @property
+    def tight(self) -> bool:
+        # Exact: the float percent can land on the wrong side of the threshold for large micro-USD amounts.
+        return 100 * self.spend_usd_micros >= Fraction(TIGHT_PERCENT) * self.quota_usd_micros
+
 
 @dataclass(frozen=True)
 class LabelStatus:
@@ -49,6 +55,10 @@ class LabelStatus:
     def percent(self) -> float | None:
         """Use of the tightest cap; None when the label has no quota at all."""
         return max((cap.percent for cap in self.caps), default=None)
+
+    @property
+    def tight(self) -> bool:
+        return any(cap.tight for cap in self.caps)
 
 
 @dataclass(frozen=True)
@@ -83,7 +93,6 @@ def select_model(
     for position in range(max(sticky_position, 0), len(ordering)):
         status = statuses[position]
         if status.available:
-            percent = status.percent
-            mode: Mode = "TIGHT" if percent is not None and percent >= TIGHT_PERCENT else "NORMAL"
+            mode: Mode = "TIGHT" if status.tight else "NORMAL"
             return Selection(status.model_label, position, mode, statuses)
     return Selection(None, len(ordering), "EXHAUSTED", statuses)

@@ -2,24 +2,38 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import Annotated
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, TypeGuard
 from zoneinfo import ZoneInfo
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from catalog.model import Org
 from workers.message import TokenCount, UsageEvent
 
 MAX_BATCH_ITEMS = 100
+REQUEST_ID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+_REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 
 RequestId = Annotated[
     str,
-    Field(
-        pattern=r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-        description="UUID the client generates once per model call; retries reuse it",
-    ),
+    Field(pattern=REQUEST_ID_PATTERN, description="UUID the client generates once per model call; retries reuse it"),
 ]
+
+
+def is_request_id(value: object) -> TypeGuard[str]:
+    return isinstance(value, str) and _REQUEST_ID.fullmatch(value) is not None
+
+
+def _representable_in_utc(value: datetime) -> datetime:
+    # An offset can carry a timestamp near year 1 or 9999 out of datetime's range once in UTC, where it is compared
+    # with the server clock: that is bad input (422), not a server fault (OverflowError, 500).
+    try:
+        value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("timestamp is out of range once converted to UTC") from exc
+    return value
 
 
 class UsageSubmission(BaseModel):
@@ -31,7 +45,9 @@ class UsageSubmission(BaseModel):
     output_tokens: TokenCount = 0
     cache_read_tokens: TokenCount = 0
     cache_write_tokens: TokenCount = 0
-    timestamp: AwareDatetime = Field(description="when the model call happened, ISO 8601 with a UTC offset")
+    timestamp: Annotated[AwareDatetime, AfterValidator(_representable_in_utc)] = Field(
+        description="when the model call happened, ISO 8601 with a UTC offset"
+    )
 
 
 class BatchSubmission(BaseModel):
@@ -54,7 +70,11 @@ def check_against_org(
     if submission.model_label not in org.settings.models:
         known = ", ".join(org.settings.model_ordering)
         raise Rejection("UNKNOWN_MODEL_LABEL", f"model_label {submission.model_label!r} is not one of: {known}")
-    if submission.timestamp > now + timedelta(seconds=clock_skew_s):
+    # In UTC: arithmetic and comparisons between datetimes sharing one tzinfo use wall-clock time, which is wrong
+    # across a DST change when a caller passes times in the org's own zone.
+    now = now.astimezone(UTC)
+    timestamp = submission.timestamp.astimezone(UTC)
+    if timestamp > now + timedelta(seconds=clock_skew_s):
         raise Rejection("TIMESTAMP_IN_FUTURE", "timestamp is in the future")
     zone = ZoneInfo(org.settings.timezone)
     local_now = now.astimezone(zone)
@@ -64,7 +84,7 @@ def check_against_org(
         window_start = (day_start - timedelta(days=1)).replace(tzinfo=None).replace(tzinfo=zone)
     else:
         window_start = day_start
-    if submission.timestamp < window_start:
+    if timestamp < window_start:
         raise Rejection(
             "TIMESTAMP_OUTSIDE_DAY_WINDOW",
             f"timestamp is before the current org-local day ({day_start.date().isoformat()} in "

@@ -1,0 +1,146 @@
+"""workers/pricing.py: exact integer micro-USD, rounded half up once per request."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from catalog.model import MAX_QUOTA_USD_MICROS, Prices
+from tests.unit.factories import prices
+from workers.pricing import cost_usd_micros
+
+
+def oracle(p: Prices, input_: int, output: int, cache_read: int, cache_write: int) -> int:
+    """Exact rational cost, rounded half up: an independent re-derivation with Fraction."""
+    exact = (
+        Fraction(input_ * p.input_per_mtok_usd_micros, 10**6)
+        + Fraction(output * p.output_per_mtok_usd_micros, 10**6)
+        + Fraction(cache_read * p.cache_read_per_mtok_usd_micros, 10**6)
+        + Fraction(cache_write * p.cache_write_per_mtok_usd_micros, 10**6)
+    )
+    return math.floor(exact + Fraction(1, 2))
+
+
+def test_whole_micro_dollars_need_no_rounding() -> None:
+    # $3 / 1M input, $15 / 1M output: 1000 in + 200 out = $0.003 + $0.003.
+    assert cost_usd_micros(prices(3_000_000, 15_000_000), input_tokens=1_000, output_tokens=200) == 6_000
+
+
+def test_zero_tokens_cost_nothing() -> None:
+    p = prices(3_000_000, 15_000_000, 300_000, 3_750_000)
+    assert cost_usd_micros(p, input_tokens=0, output_tokens=0, cache_read_tokens=0, cache_write_tokens=0) == 0
+
+
+@pytest.mark.parametrize(
+    ("tokens", "expected"),
+    [
+        (499_999, 0),  # 0.499999 rounds down
+        (500_000, 1),  # exactly half rounds up
+        (1_500_000, 2),  # 1.5 -> 2
+        (2_500_000, 3),  # 2.5 -> 3: half up, not banker's rounding (which gives 2)
+        (2_499_999, 2),
+    ],
+)
+def test_rounds_half_up(tokens: int, expected: int) -> None:
+    # At 1 micro-USD per 1M tokens the cost in micro-USD is tokens / 1e6.
+    assert cost_usd_micros(prices(1, 0), input_tokens=tokens, output_tokens=0) == expected
+
+
+def test_rounds_once_per_request_not_per_token_kind() -> None:
+    # Each kind alone is 0.4 micro-USD and would round to 0; the request's 1.6 rounds to 2.
+    p = prices(1, 1, 1, 1)
+    one_kind = cost_usd_micros(p, input_tokens=400_000, output_tokens=0)
+    assert one_kind == 0
+    total = cost_usd_micros(
+        p, input_tokens=400_000, output_tokens=400_000, cache_read_tokens=400_000, cache_write_tokens=400_000
+    )
+    assert total == 2
+
+
+def test_each_token_kind_uses_its_own_price() -> None:
+    # Distinct powers of ten per kind make every contribution visible in its own digits.
+    p = prices(input_=1_000_000, output=10_000_000, cache_read=100_000_000, cache_write=1_000_000_000)
+    assert cost_usd_micros(p, input_tokens=1, output_tokens=0) == 1
+    assert cost_usd_micros(p, input_tokens=0, output_tokens=1) == 10
+    assert cost_usd_micros(p, input_tokens=0, output_tokens=0, cache_read_tokens=1) == 100
+    assert cost_usd_micros(p, input_tokens=0, output_tokens=0, cache_write_tokens=1) == 1_000
+    assert cost_usd_micros(p, input_tokens=2, output_tokens=3, cache_read_tokens=4, cache_write_tokens=5) == 5_432
+
+
+def test_cache_tokens_default_to_zero() -> None:
+    p = prices(3_000_000, 15_000_000, 300_000, 3_750_000)
+    assert cost_usd_micros(p, input_tokens=10, output_tokens=10) == cost_usd_micros(
+        p, input_tokens=10, output_tokens=10, cache_read_tokens=0, cache_write_tokens=0
+    )
+
+
+def test_cache_read_is_cheaper_than_input_at_realistic_prices() -> None:
+    # Claude-like prices: cache reads at a tenth of input, cache writes at 1.25x input.
+    p = prices(3_000_000, 15_000_000, 300_000, 3_750_000)
+    assert cost_usd_micros(p, input_tokens=0, output_tokens=0, cache_read_tokens=1_000_000) == 300_000
+    assert cost_usd_micros(p, input_tokens=0, output_tokens=0, cache_write_tokens=1_000_000) == 3_750_000
+
+
+def test_large_counts_are_exact_where_floats_are_not() -> None:
+    # 10**9 tokens of each kind at odd prices near the quota ceiling: the exact value needs more than 53 bits.
+    p = prices(MAX_QUOTA_USD_MICROS - 1, MAX_QUOTA_USD_MICROS - 3, 999_999_999_999_997, 123_456_789_012_345)
+    n = 10**9 - 1
+    got = cost_usd_micros(p, input_tokens=n, output_tokens=n, cache_read_tokens=n, cache_write_tokens=n)
+    assert got == oracle(p, n, n, n, n)
+    as_float = round(
+        (n * p.input_per_mtok_usd_micros + n * p.output_per_mtok_usd_micros) / 1e6
+        + (n * p.cache_read_per_mtok_usd_micros + n * p.cache_write_per_mtok_usd_micros) / 1e6
+    )
+    assert as_float != got, "the example should be one where float arithmetic loses digits"
+    assert isinstance(got, int)
+
+
+@pytest.mark.parametrize("kind", ["input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"])
+def test_negative_token_counts_are_rejected(kind: str) -> None:
+    counts = {"input_tokens": 1, "output_tokens": 1, "cache_read_tokens": 1, "cache_write_tokens": 1, kind: -1}
+    with pytest.raises(ValueError, match="non-negative"):
+        cost_usd_micros(prices(), **counts)
+
+
+def test_negative_counts_cannot_offset_positive_ones() -> None:
+    # A negative count that would make the total zero or exact must still be refused.
+    with pytest.raises(ValueError, match="non-negative"):
+        cost_usd_micros(prices(1_000_000, 1_000_000), input_tokens=5, output_tokens=-5)
+
+
+# The queue schema caps each count at 10**9 (workers.message.TokenCount).
+token_counts = st.integers(min_value=0, max_value=10**9)
+price_values = st.integers(min_value=0, max_value=MAX_QUOTA_USD_MICROS)
+
+
+@given(
+    st.tuples(price_values, price_values, price_values, price_values),
+    token_counts,
+    token_counts,
+    token_counts,
+    token_counts,
+)
+def test_matches_fraction_oracle(
+    price_tuple: tuple[int, int, int, int], input_: int, output: int, cache_read: int, cache_write: int
+) -> None:
+    p = prices(*price_tuple)
+    got = cost_usd_micros(
+        p, input_tokens=input_, output_tokens=output, cache_read_tokens=cache_read, cache_write_tokens=cache_write
+    )
+    assert got == oracle(p, input_, output, cache_read, cache_write)
+
+
+@given(st.tuples(price_values, price_values, price_values, price_values), token_counts, token_counts)
+def test_within_half_a_micro_dollar_and_monotonic(
+    price_tuple: tuple[int, int, int, int], input_: int, extra: int
+) -> None:
+    p = prices(*price_tuple)
+    got = cost_usd_micros(p, input_tokens=input_, output_tokens=input_)
+    exact = Fraction(input_ * (p.input_per_mtok_usd_micros + p.output_per_mtok_usd_micros), 10**6)
+    assert -Fraction(1, 2) < got - exact <= Fraction(1, 2)
+    # More tokens never cost less.
+    assert cost_usd_micros(p, input_tokens=input_ + extra, output_tokens=input_) >= got

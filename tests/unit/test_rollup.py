@@ -1,0 +1,280 @@
+"""aggregator/rollup.py: stream records -> per-key deltas, and splitting a stream into transaction-sized runs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from aggregator.keys import AggregateKey
+from aggregator.rollup import Totals, changes, chunk_by_keys, rollup
+from aggregator.usage_record import UsageRecord
+from tests.unit.factories import ORG_ID, OTHER_ORG_ID, insert, modify, remove, usage
+
+NOON = datetime(2024, 6, 15, 12, 0, tzinfo=UTC)
+
+
+def totals_of(record: UsageRecord, sign: int = 1) -> Totals:
+    return Totals(
+        cost_usd_micros=sign * record.cost_usd_micros,
+        input_tokens=sign * record.input_tokens,
+        output_tokens=sign * record.output_tokens,
+        cache_read_tokens=sign * record.cache_read_tokens,
+        cache_write_tokens=sign * record.cache_write_tokens,
+        request_count=sign,
+    )
+
+
+def key(
+    label: str = "standard", day: str = "2024-06-15", app_id: str = "chatbot", org_id: str = ORG_ID
+) -> AggregateKey:
+    return AggregateKey(org_id, day, app_id, label)
+
+
+# --- rollup -------------------------------------------------------------------------------------------------------
+
+
+def test_insert_adds_every_counter_and_one_request() -> None:
+    a = usage(input_tokens=10, output_tokens=20, cache_read_tokens=30, cache_write_tokens=40, cost_usd_micros=77)
+    assert rollup([insert(a)]) == {key(): totals_of(a)}
+
+
+def test_inserts_on_one_key_sum() -> None:
+    a = usage(input_tokens=10, output_tokens=1, cost_usd_micros=5)
+    b = usage(input_tokens=7, output_tokens=3, cache_read_tokens=2, cost_usd_micros=11)
+    assert rollup([insert(a), insert(b)]) == {
+        key(): Totals(
+            cost_usd_micros=16,
+            input_tokens=17,
+            output_tokens=4,
+            cache_read_tokens=2,
+            cache_write_tokens=0,
+            request_count=2,
+        )
+    }
+
+
+def test_inserts_on_different_keys_stay_apart() -> None:
+    records = [
+        usage(),
+        usage(model_label="premium"),
+        usage(app_id="search"),
+        usage(org_id=OTHER_ORG_ID),
+        usage(timestamp=NOON + timedelta(days=1)),
+    ]
+    deltas = rollup([insert(r) for r in records])
+    assert deltas == {
+        key(): totals_of(records[0]),
+        key(label="premium"): totals_of(records[1]),
+        key(app_id="search"): totals_of(records[2]),
+        key(org_id=OTHER_ORG_ID): totals_of(records[3]),
+        key(day="2024-06-16"): totals_of(records[4]),
+    }
+
+
+def test_insert_is_keyed_by_org_local_day() -> None:
+    # 02:00 UTC on the 15th is still the 14th in New York.
+    r = usage(timestamp=datetime(2024, 6, 15, 2, 0, tzinfo=UTC), org_timezone="America/New_York")
+    assert list(rollup([insert(r)])) == [key(day="2024-06-14")]
+
+
+def test_modify_moves_the_difference_on_the_same_key() -> None:
+    old = usage(input_tokens=100, output_tokens=50, cache_read_tokens=5, cost_usd_micros=900)
+    new = replace(old, input_tokens=120, output_tokens=40, cache_read_tokens=5, cost_usd_micros=1000)
+    assert rollup([modify(old, new)]) == {
+        key(): Totals(
+            cost_usd_micros=100,
+            input_tokens=20,
+            output_tokens=-10,
+            cache_read_tokens=0,
+            cache_write_tokens=0,
+            request_count=0,
+        )
+    }
+
+
+def test_modify_after_insert_leaves_the_new_values() -> None:
+    old = usage(input_tokens=100, cost_usd_micros=900)
+    new = replace(old, input_tokens=150, cost_usd_micros=1_350)
+    assert rollup([insert(old), modify(old, new)]) == {key(): totals_of(new)}
+
+
+def test_modify_that_changes_the_label_moves_the_request_between_keys() -> None:
+    old = usage(model_label="premium", cost_usd_micros=5_000)
+    new = replace(old, model_label="economy", cost_usd_micros=500)
+    assert rollup([modify(old, new)]) == {
+        key(label="premium"): totals_of(old, -1),
+        key(label="economy"): totals_of(new),
+    }
+
+
+def test_modify_that_changes_the_day_moves_the_request_between_days() -> None:
+    old = usage(timestamp=NOON)
+    new = replace(old, timestamp=NOON - timedelta(days=1))
+    assert rollup([modify(old, new)]) == {
+        key(day="2024-06-15"): totals_of(old, -1),
+        key(day="2024-06-14"): totals_of(new),
+    }
+
+
+def test_modify_of_the_org_time_zone_alone_can_change_the_day() -> None:
+    # 23:30 UTC is the 15th in UTC but the 16th in Tokyo.
+    old = usage(timestamp=datetime(2024, 6, 15, 23, 30, tzinfo=UTC))
+    new = replace(old, org_timezone="Asia/Tokyo")
+    assert rollup([modify(old, new)]) == {
+        key(day="2024-06-15"): totals_of(old, -1),
+        key(day="2024-06-16"): totals_of(new),
+    }
+
+
+def test_insert_then_modify_to_another_label_leaves_only_the_new_label() -> None:
+    old = usage(model_label="premium")
+    new = replace(old, model_label="economy")
+    # The premium key nets to zero and is dropped, not written as a zero delta.
+    assert rollup([insert(old), modify(old, new)]) == {key(label="economy"): totals_of(new)}
+
+
+def test_modify_that_changes_nothing_counted_is_dropped() -> None:
+    old = usage()
+    new = replace(old, written_at_ms=old.written_at_ms + 5_000, price_version=old.price_version + 1)
+    assert rollup([modify(old, new)]) == {}
+
+
+def test_modify_without_old_image_is_ignored() -> None:
+    # A NEW_IMAGE-only stream view cannot say what to subtract; guessing would double count.
+    record = modify(usage(), usage())
+    del record["dynamodb"]["OldImage"]
+    assert changes(record) == []
+    assert rollup([record]) == {}
+
+
+def test_remove_is_ignored() -> None:
+    r = usage()
+    assert changes(remove(r)) == []
+    assert rollup([remove(r)]) == {}
+    # TTL expiry of an item already counted must not rewrite history.
+    assert rollup([insert(r), remove(r)]) == {key(): totals_of(r)}
+
+
+def test_unknown_events_and_records_without_images_are_ignored() -> None:
+    r = usage()
+    assert rollup([{"eventName": "INSERT", "dynamodb": {"Keys": r.to_item()}}, {"eventName": "TTL"}, {}]) == {}
+
+
+def test_deltas_that_cancel_are_dropped() -> None:
+    a = usage(input_tokens=10, cost_usd_micros=30)
+    b = replace(a, input_tokens=20, cost_usd_micros=60)
+    # a -> b -> a: the key nets to exactly the one insert.
+    assert rollup([insert(a), modify(a, b), modify(b, a)]) == {key(): totals_of(a)}
+    # Without the insert everything cancels.
+    assert rollup([modify(a, b), modify(b, a)]) == {}
+
+
+def test_totals_item_round_trip_and_merge() -> None:
+    t = Totals(1, 2, 3, 4, 5, 6)
+    item = {name: {"N": str(value)} for name, value in t.as_dict().items()}
+    assert Totals.from_item(item) == t
+    # Missing attributes (an aggregate item written before a counter existed) read as zero.
+    assert Totals.from_item({"cost_usd_micros": {"N": "9"}}) == Totals(cost_usd_micros=9)
+    merged = Totals(1, 1, 1, 1, 1, 1)
+    merged.merge(t)
+    assert merged == Totals(2, 3, 4, 5, 6, 7)
+    assert Totals().is_zero()
+    assert not Totals(request_count=-1).is_zero()
+
+
+# --- chunk_by_keys ------------------------------------------------------------------------------------------------
+
+
+def keys_of(records: list[Mapping[str, Any]]) -> set[AggregateKey]:
+    return {u.aggregate_key for r in records for _, u in changes(r)}
+
+
+@pytest.mark.parametrize("max_keys", [-1, 0, 1])
+def test_chunk_rejects_fewer_than_two_keys(max_keys: int) -> None:
+    with pytest.raises(ValueError, match="MODIFY"):
+        chunk_by_keys([insert(usage())], max_keys)
+
+
+def test_chunk_of_nothing_is_nothing() -> None:
+    assert chunk_by_keys([], 2) == []
+
+
+def test_chunk_splits_when_a_new_key_would_exceed_the_limit() -> None:
+    labels = ["a1", "a2", "a3", "a1", "a4", "a5"]
+    records = [insert(usage(model_label=label)) for label in labels]
+    runs = chunk_by_keys(records, 3)
+    # a1 a2 a3 a1 share three keys; a4 would be the fourth.
+    assert runs == [records[:4], records[4:]]
+
+
+def test_chunk_keeps_repeats_of_a_key_in_the_same_run() -> None:
+    records = [insert(usage()) for _ in range(50)]
+    assert chunk_by_keys(records, 2) == [records]
+
+
+def test_chunk_counts_both_keys_of_a_modify() -> None:
+    a = usage(model_label="premium")
+    b = replace(a, model_label="economy")
+    records = [insert(usage(model_label="standard")), modify(a, b)]
+    # standard + premium + economy = 3 keys: over a limit of 2, so the MODIFY starts a new run.
+    assert chunk_by_keys(records, 2) == [[records[0]], [records[1]]]
+    assert chunk_by_keys(records, 3) == [records]
+
+
+def test_chunk_lets_keyless_records_ride_along() -> None:
+    r = usage()
+    records = [remove(r), insert(usage(model_label="a1")), remove(r), insert(usage(model_label="a2")), remove(r)]
+    assert chunk_by_keys(records, 2) == [records]
+
+
+label_pool = st.sampled_from(["l1", "l2", "l3", "l4", "l5"])
+app_pool = st.sampled_from(["chatbot", "search"])
+day_pool = st.integers(min_value=0, max_value=2)
+
+
+@st.composite
+def usage_records(draw: st.DrawFn) -> UsageRecord:
+    return usage(
+        model_label=draw(label_pool),
+        app_id=draw(app_pool),
+        timestamp=NOON + timedelta(days=draw(day_pool)),
+        input_tokens=draw(st.integers(0, 1_000)),
+        cost_usd_micros=draw(st.integers(0, 10_000)),
+    )
+
+
+@st.composite
+def stream_records(draw: st.DrawFn) -> Mapping[str, Any]:
+    event = draw(st.sampled_from(["INSERT", "INSERT", "MODIFY", "REMOVE"]))
+    if event == "INSERT":
+        return insert(draw(usage_records()))
+    if event == "MODIFY":
+        return modify(draw(usage_records()), draw(usage_records()))
+    return remove(draw(usage_records()))
+
+
+@given(st.lists(stream_records(), max_size=40), st.integers(min_value=2, max_value=6))
+def test_chunk_properties(records: list[Mapping[str, Any]], max_keys: int) -> None:
+    runs = chunk_by_keys(records, max_keys)
+    # Every record exactly once, in stream order (identity, not equality: the same dict must not appear twice).
+    flat = [r for run in runs for r in run]
+    assert len(flat) == len(records)
+    assert all(a is b for a, b in zip(flat, records, strict=True))
+    assert all(run for run in runs)
+    for i, run in enumerate(runs):
+        assert len(keys_of(run)) <= max_keys
+        if i + 1 < len(runs):
+            # A run ends only because the next record would push it over the limit.
+            assert len(keys_of([*run, runs[i + 1][0]])) > max_keys
+    # Committing run by run adds up to the same deltas as the whole stream.
+    combined: dict[AggregateKey, Totals] = {}
+    for run in runs:
+        for k, t in rollup(run).items():
+            combined.setdefault(k, Totals()).merge(t)
+    assert {k: t for k, t in combined.items() if not t.is_zero()} == rollup(records)
