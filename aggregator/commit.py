@@ -1,7 +1,13 @@
-"""Committing a run of stream records: aggregate updates and the shard checkpoint in one TransactWriteItems.
+"""Committing a run of stream records: aggregate updates and a guard item in one TransactWriteItems.
 
-The checkpoint write is conditional on the checkpoint still being where this reader found it, so a replayed batch
-(after a crash, or by a second reader of the same shard) cancels the whole transaction instead of counting twice.
+The shard reader (consumer.py) guards with the shard checkpoint: the write is conditional on the checkpoint still
+being where this reader found it, so a replayed batch (after a crash, or by a second reader of the same shard)
+cancels the whole transaction instead of counting twice.
+
+The Lambda handler (lambda_handler.py) gets no shard id and keeps no position: the event source mapping does. It
+guards with a batch marker instead, an item keyed by the stream and the first and last sequence numbers of the run,
+put only if absent. A retried invocation carries the same records, so it builds the same runs and their markers stop
+each already-committed run from counting twice. Markers expire (MARKER_TTL_S) once no retry can carry them anymore.
 """
 
 from __future__ import annotations
@@ -19,8 +25,10 @@ from aggregator.rollup import Totals
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
 
-# TransactWriteItems takes 100 items; one of them is the checkpoint.
+# TransactWriteItems takes 100 items; one of them is the checkpoint or the batch marker.
 MAX_AGGREGATES_PER_TRANSACTION = 99
+# Stream records live 24 h, and so can a batch's retries; markers outlive them with a day to spare.
+MARKER_TTL_S = 48 * 3600
 
 
 class CheckpointMoved(RuntimeError):
@@ -81,13 +89,7 @@ class CheckpointStore:
         deltas: Mapping[AggregateKey, Totals],
         aggregates_table: str,
     ) -> None:
-        if len(deltas) > MAX_AGGREGATES_PER_TRANSACTION:
-            raise ValueError(f"{len(deltas)} aggregates exceed one transaction; split the run first")
-        now_ms = str(int(time.time() * 1000))
-        items: list[Any] = [
-            {"Update": aggregate_update(aggregates_table, key, totals, now_ms)}
-            for key, totals in sorted(deltas.items())
-        ]
+        items = aggregate_updates(aggregates_table, deltas, str(int(time.time() * 1000)))
         items.append({"Put": self._checkpoint_put(stream_arn, shard_id, previous, new, finished=False)})
         try:
             await self._ddb.transact_write_items(TransactItems=items)
@@ -102,6 +104,59 @@ class CheckpointStore:
             await self._ddb.put_item(**put)
         except self._ddb.exceptions.ConditionalCheckFailedException as exc:
             raise CheckpointMoved(f"{shard_id}: checkpoint is no longer {sequence_number}") from exc
+
+
+def marker_key(stream_arn: str, first_sequence_number: str, last_sequence_number: str) -> dict[str, Any]:
+    # Three parts where a shard checkpoint has two ("{arn}|{shard}"): the two kinds of item never share a key.
+    return {"pk": {"S": f"{stream_arn}|{first_sequence_number}|{last_sequence_number}"}}
+
+
+class BatchMarkers:
+    """Run commits guarded by batch markers, for stream consumers that know no shard position (Lambda)."""
+
+    def __init__(self, ddb: DynamoDBClient, table: str) -> None:
+        self._ddb = ddb
+        self._table = table
+
+    async def commit(
+        self,
+        stream_arn: str,
+        first_sequence_number: str,
+        last_sequence_number: str,
+        deltas: Mapping[AggregateKey, Totals],
+        aggregates_table: str,
+    ) -> bool:
+        """Apply deltas and put the run's marker atomically; False (and nothing applied) if the marker existed."""
+        now = time.time()
+        now_ms = str(int(now * 1000))
+        items = aggregate_updates(aggregates_table, deltas, now_ms)
+        marker = {
+            **marker_key(stream_arn, first_sequence_number, last_sequence_number),
+            "stream_arn": {"S": stream_arn},
+            "first_sequence_number": {"S": first_sequence_number},
+            "last_sequence_number": {"S": last_sequence_number},
+            "aggregates": {"N": str(len(deltas))},
+            "updated_at_ms": {"N": now_ms},
+            "expires_at": {"N": str(int(now) + MARKER_TTL_S)},
+        }
+        marker_index = len(items)
+        items.append(
+            {"Put": {"TableName": self._table, "Item": marker, "ConditionExpression": "attribute_not_exists(pk)"}}
+        )
+        try:
+            await self._ddb.transact_write_items(TransactItems=items)
+        except ClientError as exc:
+            if _condition_failed_at(exc, marker_index):
+                return False
+            raise
+        return True
+
+
+def aggregate_updates(table: str, deltas: Mapping[AggregateKey, Totals], now_ms: str) -> list[Any]:
+    """The Update items of one transaction, in key order; the caller appends its guard item."""
+    if len(deltas) > MAX_AGGREGATES_PER_TRANSACTION:
+        raise ValueError(f"{len(deltas)} aggregates exceed one transaction; split the run first")
+    return [{"Update": aggregate_update(table, key, totals, now_ms)} for key, totals in sorted(deltas.items())]
 
 
 def aggregate_update(table: str, key: AggregateKey, totals: Totals, now_ms: str) -> dict[str, Any]:
@@ -125,8 +180,15 @@ def aggregate_update(table: str, key: AggregateKey, totals: Totals, now_ms: str)
 
 
 def _checkpoint_condition_failed(exc: ClientError) -> bool:
-    # A cancelled transaction reports a reason per item, in order; the checkpoint is the last item.
+    # The checkpoint is the last item.
+    reasons = exc.response.get("CancellationReasons") or []
+    return bool(reasons) and _condition_failed_at(exc, len(reasons) - 1)
+
+
+def _condition_failed_at(exc: ClientError, index: int) -> bool:
+    """Whether a cancelled transaction was cancelled by the condition of its item at index."""
+    # A cancelled transaction reports a reason per item, in request order.
     if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
         return False
     reasons = exc.response.get("CancellationReasons") or []
-    return bool(reasons) and reasons[-1].get("Code") == "ConditionalCheckFailed"
+    return index < len(reasons) and reasons[index].get("Code") == "ConditionalCheckFailed"

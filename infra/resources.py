@@ -1,6 +1,6 @@
 """The tables and queues of one deployment, and the idempotent `init` and `clear` that act on them.
 
-The CloudFormation template in infra/aws/ declares the same resources for AWS; tests/unit/test_template.py keeps the
+The CloudFormation template in infra/deploy/ declares the same resources for AWS; tests/unit/test_template.py keeps the
 two in step.
 """
 
@@ -42,7 +42,13 @@ def table_specs(names: ResourceNames) -> list[TableSpec]:
         TableSpec(names.config_table, ttl=True, role="orgs, apps, hashed credentials, sticky model fallbacks"),
         TableSpec(names.usage_table, stream=True, ttl=True, has_sort_key=False, role="one item per request_id"),
         TableSpec(names.aggregates_table, role="daily spend per org / app / model label / org-local day"),
-        TableSpec(names.checkpoints_table, has_sort_key=False, role="aggregator's position in each stream shard"),
+        TableSpec(
+            names.checkpoints_table,
+            # Shard checkpoints never expire; the Lambda aggregator's batch markers do (aggregator/commit.py).
+            ttl=True,
+            has_sort_key=False,
+            role="aggregator's position in each stream shard, or its batch markers under Lambda",
+        ),
         TableSpec(names.revoked_tokens_table, ttl=True, has_sort_key=False, role="revoked token ids until expiry"),
         TableSpec(names.one_time_secrets_table, ttl=True, has_sort_key=False, role="secrets claimable once"),
     ]
