@@ -28,7 +28,9 @@ async def read_json(request: Request) -> Any:
         raise ApiError(400, "INVALID_JSON", "the request body is empty; a JSON object is expected")
     try:
         return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers JSONDecodeError, UnicodeDecodeError and an integer past Python's digit limit; nesting
+        # deeper than the interpreter's recursion limit is a RecursionError. All are the client's input, not a 500.
         raise ApiError(400, "INVALID_JSON", f"the request body is not valid JSON: {exc}") from exc
 
 

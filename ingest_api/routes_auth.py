@@ -107,7 +107,9 @@ async def refresh(request: Request) -> JSONResponse:
     try:
         claims = svc.issuer.decode(body.refresh_token, expected="refresh")
     except InvalidToken as exc:
-        raise ApiError(401, "INVALID_TOKEN", f"refresh token rejected: {exc}") from exc
+        # The same codes as for access tokens: TOKEN_EXPIRED tells the client to authenticate afresh.
+        code = "TOKEN_EXPIRED" if "expired" in str(exc) else "INVALID_TOKEN"
+        raise ApiError(401, code, f"refresh token rejected: {exc}") from exc
     if await svc.revocations.is_revoked(claims):
         raise ApiError(401, "TOKEN_REVOKED", "this refresh token has been revoked or already used")
     if not await svc.catalog.exists(claims.principal):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -21,6 +22,7 @@ from ingest_api.spend import cost_by_label, read_day
 
 CACHE_TIGHT_S = 60
 CACHE_NORMAL_S = 300
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 async def _org(svc: Services, org_id: str) -> Org:
@@ -45,6 +47,9 @@ def _requested_day(request: Request, svc: Services, org: Org) -> date:
     raw = request.path_params.get("date")
     if raw is None:
         return _local_today(svc, org)
+    # fromisoformat alone also takes 20240101 and 2024-W01-1: the documented form is YYYY-MM-DD only.
+    if not _DATE.fullmatch(str(raw)):
+        raise ApiError(400, "INVALID_DATE", "date must be YYYY-MM-DD")
     try:
         return date.fromisoformat(str(raw))
     except ValueError as exc:

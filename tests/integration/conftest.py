@@ -70,3 +70,12 @@ def http(pipeline: Pipeline, aws_settings: AwsSettings) -> Iterator[httpx.Client
     with api_client(pipeline.base_url) as client:
         yield client
     pipeline.check_alive()
+
+
+@pytest.fixture
+def api(pipeline: Pipeline) -> Iterator[httpx.Client]:
+    """A client of the running API with nothing cleared: for tests whose fresh orgs are all they read."""
+    pipeline.check_alive()
+    with api_client(pipeline.base_url) as client:
+        yield client
+    pipeline.check_alive()
