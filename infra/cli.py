@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +158,15 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _json_value(value: object) -> object:
+    # DynamoDB numbers come back as Decimal: print them as JSON numbers (money and tokens are integers), not strings.
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=str)
+    return str(value)
+
+
 def cmd_scan(args: argparse.Namespace) -> int:
     settings = _settings()
     tables = {spec.name: spec for spec in table_specs(settings.names)}
@@ -169,7 +179,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     shown = 0
     for item in scan_items(settings.dynamodb(), table):
         plain = {k: deserializer.deserialize(v) for k, v in item.items()}
-        _say(json.dumps(plain, default=str, sort_keys=True))
+        _say(json.dumps(plain, default=_json_value, sort_keys=True))
         shown += 1
         if args.limit and shown >= args.limit:
             break
@@ -283,9 +293,15 @@ def cmd_redrive(args: argparse.Namespace) -> int:
     sqs = settings.sqs()
     source = sqs.get_queue_url(QueueName=settings.names.dead_letter_queue)["QueueUrl"]
     target = sqs.get_queue_url(QueueName=settings.names.usage_queue)["QueueUrl"]
+    # At most what is there now: a message that fails again returns to the dead-letter queue while this runs, and
+    # "until it is empty" would then move it back and forth for as long as a worker runs.
+    waiting = sqs.get_queue_attributes(QueueUrl=source, AttributeNames=["ApproximateNumberOfMessages"])
+    limit = int(waiting["Attributes"]["ApproximateNumberOfMessages"])
+    if args.max:
+        limit = min(limit, args.max)
     moved = 0
-    while args.max == 0 or moved < args.max:
-        batch = min(10, args.max - moved) if args.max else 10
+    while moved < limit:
+        batch = min(10, limit - moved)
         messages = sqs.receive_message(
             QueueUrl=source, MaxNumberOfMessages=batch, WaitTimeSeconds=1, MessageAttributeNames=["All"]
         ).get("Messages", [])
@@ -348,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--json", action="store_true")
     watch.set_defaults(func=cmd_watch)
     redrive = sub.add_parser("redrive", help="move dead-letter messages back to the usage queue")
-    redrive.add_argument("--max", type=int, default=0, help="at most this many messages (0: all)")
+    redrive.add_argument("--max", type=int, default=0, help="at most this many messages (0: all waiting now)")
     redrive.set_defaults(func=cmd_redrive)
     return parser
 

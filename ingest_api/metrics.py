@@ -46,8 +46,11 @@ class ApiMetrics:
         )
         self.status_errors = Counter("ck_pipeline_status_errors", "failed pipeline status refreshes", registry=r)
         self._refreshed_at = 0.0
+        # The last measurement, for the /status page; None until one succeeded.
+        self.last_status: PipelineStatus | None = None
 
     def record_status(self, status: PipelineStatus) -> None:
+        self.last_status = status
         for label, depth in (("usage", status.queue), ("dead_letter", status.dead_letter)):
             self.queue_messages.labels(label, "visible").set(depth.visible)
             self.queue_messages.labels(label, "in_flight").set(depth.in_flight)

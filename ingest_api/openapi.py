@@ -39,6 +39,19 @@ DATE = {"name": "date", "in": "path", "required": True, "schema": {"type": "stri
 CLAIM = {"name": "claim", "in": "path", "required": True, "schema": {"type": "string"}}
 
 
+def _close_keyed_objects(schema: Any) -> Any:
+    """Pydantic states a dict's key pattern as patternProperties but leaves other keys open; the server refuses them."""
+    if isinstance(schema, dict):
+        if "patternProperties" in schema and "additionalProperties" not in schema:
+            schema["additionalProperties"] = False
+        for value in schema.values():
+            _close_keyed_objects(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            _close_keyed_objects(value)
+    return schema
+
+
 def _ref(model: type[BaseModel]) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
@@ -75,7 +88,7 @@ def _op(
 def build_openapi() -> dict[str, Any]:
     schemas: dict[str, Any] = {}
     for model in _MODELS:
-        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schema = _close_keyed_objects(model.model_json_schema(ref_template="#/components/schemas/{model}"))
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
     batch = {
@@ -194,6 +207,18 @@ def build_openapi() -> dict[str, Any]:
         },
         "/health": {"get": _op("Tables and queue reachable", None, [], _responses(503))},
         "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text"}}}},
+        "/status": {
+            "get": {
+                "summary": "Queue depth, dead letters and aggregator lag as an HTML page",
+                "responses": {
+                    "200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}},
+                    "503": {
+                        "description": "not measured yet",
+                        "content": {"text/html": {"schema": {"type": "string"}}},
+                    },
+                },
+            }
+        },
         "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "JSON"}}}},
     }
     return {

@@ -1,4 +1,4 @@
-"""Health, Prometheus metrics and the OpenAPI document."""
+"""Health, Prometheus metrics, the HTML status page and the OpenAPI document."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ import asyncio
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from infra.resources import table_specs
 from ingest_api.context import services
 from ingest_api.openapi import build_openapi
+from ingest_api.status_page import render_status, render_unavailable
 
 HEALTH_CHECK_TIMEOUT_S = 2.0
 
@@ -47,6 +48,16 @@ async def metrics(request: Request) -> Response:
     return svc.metrics.exposition()
 
 
+async def status_page(request: Request) -> HTMLResponse:
+    svc = services(request)
+    # The same measurement as /metrics, so a browser tab left open costs no more than a scraper does.
+    await svc.metrics.refresh(svc.clients, svc.settings.aws.names, svc.settings.metrics_refresh_s)
+    status = svc.metrics.last_status
+    if status is None:
+        return HTMLResponse(render_unavailable(), status_code=503)
+    return HTMLResponse(render_status(status), headers={"Cache-Control": "no-store"})
+
+
 _OPENAPI: dict[str, Any] | None = None
 
 
@@ -60,5 +71,6 @@ async def openapi(request: Request) -> JSONResponse:
 routes = [
     Route("/health", health, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),
+    Route("/status", status_page, methods=["GET"]),
     Route("/openapi.json", openapi, methods=["GET"]),
 ]
