@@ -46,15 +46,45 @@ class Totals:
         return cls(**{f.name: int(item[f.name]["N"]) if f.name in item else 0 for f in fields(cls)})
 
 
+def _usage(image: Mapping[str, Any] | None) -> UsageRecord | None:
+    """The usage record an image holds, or None for an item that is not one (written by hand, or by a bug).
+
+    Such an item can never be aggregated; retrying it would stall its shard forever, so it contributes nothing and the
+    reader reports it (`malformed`). Skipping is deterministic, so a replay skips it again: still exactly once.
+    """
+    if image is None:
+        return None
+    try:
+        return UsageRecord.from_image(dict(image))
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
 def changes(record: Mapping[str, Any]) -> list[tuple[int, UsageRecord]]:
-    """(sign, usage) pairs one stream record contributes, in the low-level format GetRecords and Lambda share."""
+    """(sign, usage) pairs one stream record contributes, in the low-level format GetRecords and Lambda share.
+
+    An image counts if and only if it is a usage record, so a MODIFY takes back only what was counted before.
+    """
     event = record.get("eventName")
     ddb = record.get("dynamodb", {})
-    if event == "INSERT" and "NewImage" in ddb:
-        return [(1, UsageRecord.from_image(ddb["NewImage"]))]
+    if event == "INSERT":
+        new = _usage(ddb.get("NewImage"))
+        return [(1, new)] if new is not None else []
     if event == "MODIFY" and "NewImage" in ddb and "OldImage" in ddb:
-        return [(-1, UsageRecord.from_image(ddb["OldImage"])), (1, UsageRecord.from_image(ddb["NewImage"]))]
+        pairs = ((-1, _usage(ddb["OldImage"])), (1, _usage(ddb["NewImage"])))
+        return [(sign, usage) for sign, usage in pairs if usage is not None]
     return []
+
+
+def malformed(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """INSERT/MODIFY records whose new image is not a usage record: they are skipped, and worth an operator's look."""
+    return [
+        r
+        for r in records
+        if r.get("eventName") in ("INSERT", "MODIFY")
+        and "NewImage" in r.get("dynamodb", {})
+        and _usage(r["dynamodb"]["NewImage"]) is None
+    ]
 
 
 def rollup(records: Iterable[Mapping[str, Any]]) -> dict[AggregateKey, Totals]:

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aggregator.keys import AggregateKey
-from aggregator.rollup import Totals, changes, chunk_by_keys, rollup
+from aggregator.rollup import Totals, changes, chunk_by_keys, malformed, rollup
 from aggregator.usage_record import UsageRecord
 from tests.unit.factories import ORG_ID, OTHER_ORG_ID, insert, modify, remove, usage
 
@@ -278,3 +278,22 @@ def test_chunk_properties(records: list[Mapping[str, Any]], max_keys: int) -> No
         for k, t in rollup(run).items():
             combined.setdefault(k, Totals()).merge(t)
     assert {k: t for k, t in combined.items() if not t.is_zero()} == rollup(records)
+
+
+def test_an_item_that_is_not_a_usage_record_is_skipped_and_reported() -> None:
+    # A hand-written item in the usage table must not stall the shard: it contributes nothing, every time.
+    good = insert(usage(cost_usd_micros=7))
+    junk = {"eventName": "INSERT", "dynamodb": {"NewImage": {"pk": {"S": "x"}}, "SequenceNumber": "2"}}
+    assert changes(junk) == []
+    assert malformed([good, junk]) == [junk]
+    totals = rollup([good, junk])
+    assert [t.cost_usd_micros for t in totals.values()] == [7]
+    fixed = {
+        "eventName": "MODIFY",
+        "dynamodb": {
+            "OldImage": junk["dynamodb"]["NewImage"],
+            "NewImage": good["dynamodb"]["NewImage"],
+            "SequenceNumber": "3",
+        },
+    }
+    assert [sign for sign, _ in changes(fixed)] == [1]
