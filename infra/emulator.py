@@ -142,6 +142,31 @@ def _port_open(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def _wait_bindable(host: str, port: int, reuse_address: bool, timeout_s: float, report: Report) -> None:
+    """Wait while the port cannot be bound the way the server will bind it.
+
+    A closed connection in TIME_WAIT keeps its local port for up to a minute, and on a busy machine any ephemeral
+    client port can be the one we want: the server would exit with "Address already in use". DynamoDB Local binds
+    without SO_REUSEADDR; moto (werkzeug) with it, which still conflicts with a client socket that did not set it.
+    """
+    deadline = time.monotonic() + timeout_s
+    reported = False
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, int(reuse_address))
+            try:
+                sock.bind((host, port))
+                return
+            except OSError:
+                pass
+        if time.monotonic() > deadline:
+            raise EmulatorError(f"port {port} could not be bound within {timeout_s}s")
+        if not reported:
+            report(f"port {port} is held by a closed connection (TIME_WAIT); waiting for it to be released")
+            reported = True
+        time.sleep(0.5)
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -171,8 +196,17 @@ class _Server:
         return pid if _pid_alive(pid) else None
 
 
-def _servers(cfg: EmulatorConfig) -> tuple[_Server, _Server]:
-    return _Server("dynamodb-local", cfg.dynamodb_port), _Server("moto-sqs", cfg.sqs_port)
+SERVER_NAMES = ("dynamodb-local", "moto-sqs")
+
+
+def _servers(cfg: EmulatorConfig, only: str | None = None) -> list[_Server]:
+    """Both servers, or the one named: an outage of one service is something to test and to rehearse."""
+    servers = [_Server("dynamodb-local", cfg.dynamodb_port), _Server("moto-sqs", cfg.sqs_port)]
+    if only is None:
+        return servers
+    if only not in SERVER_NAMES:
+        raise EmulatorError(f"unknown emulator server {only!r}; one of: {', '.join(SERVER_NAMES)}")
+    return [s for s in servers if s.name == only]
 
 
 def _command(server: _Server, cfg: EmulatorConfig, report: Report) -> list[str]:
@@ -210,10 +244,29 @@ def _probe(server: _Server, cfg: EmulatorConfig) -> bool:
     return True
 
 
-def start(cfg: EmulatorConfig, report: Report = print, timeout_s: float = 60.0) -> None:
+def start(cfg: EmulatorConfig, report: Report = print, timeout_s: float = 60.0, only: str | None = None) -> None:
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     launched: list[tuple[_Server, subprocess.Popen[bytes]]] = []
-    for server in _servers(cfg):
+    try:
+        _launch(cfg, report, timeout_s, only, launched)
+    except EmulatorError:
+        # Half an emulator is of no use, and no one would stop it: stop what this call launched.
+        for server, proc in launched:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            server.pid_file(cfg).unlink(missing_ok=True)
+        raise
+
+
+def _launch(
+    cfg: EmulatorConfig,
+    report: Report,
+    timeout_s: float,
+    only: str | None,
+    launched: list[tuple[_Server, subprocess.Popen[bytes]]],
+) -> None:
+    for server in _servers(cfg, only):
         if server.pid(cfg) is not None and _probe(server, cfg):
             report(f"{server.name}: already running on port {server.port}")
             continue
@@ -222,6 +275,9 @@ def start(cfg: EmulatorConfig, report: Report = print, timeout_s: float = 60.0) 
                 f"port {server.port} is taken by another process; stop it or set "
                 f"{'CK_DYNAMODB_PORT' if server.name == 'dynamodb-local' else 'CK_SQS_PORT'}"
             )
+        # As each server binds: DynamoDB Local on every interface, moto on the host. TIME_WAIT lasts 60 s on Linux.
+        moto = server.name == "moto-sqs"
+        _wait_bindable(cfg.host if moto else "0.0.0.0", server.port, reuse_address=moto, timeout_s=70.0, report=report)
         command = _command(server, cfg, report)
         log = server.log_file(cfg).open("ab")
         # A session of its own: the emulator outlives this command and ignores the terminal's Ctrl-C.
@@ -245,8 +301,8 @@ def start(cfg: EmulatorConfig, report: Report = print, timeout_s: float = 60.0) 
         report(f"{server.name}: ready in {time.monotonic() - started:.1f}s at http://{cfg.host}:{server.port}")
 
 
-def stop(cfg: EmulatorConfig, report: Report = print, timeout_s: float = 10.0) -> None:
-    for server in _servers(cfg):
+def stop(cfg: EmulatorConfig, report: Report = print, timeout_s: float = 10.0, only: str | None = None) -> None:
+    for server in _servers(cfg, only):
         pid = server.pid(cfg)
         if pid is None:
             report(f"{server.name}: not running")
@@ -267,6 +323,12 @@ def _reap(pid: int) -> None:
     # When this process launched the server it must reap it, or the pid lingers as a zombie and looks alive.
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
+
+
+def server_pid(cfg: EmulatorConfig, name: str) -> int | None:
+    """The running server's pid, e.g. to stall it with SIGSTOP in a fault test."""
+    [server] = _servers(cfg, name)
+    return server.pid(cfg)
 
 
 def status(cfg: EmulatorConfig) -> dict[str, dict[str, object]]:

@@ -16,8 +16,17 @@ PROCESS_MODULES = {"api": "ingest_api", "worker": "workers", "aggregator": "aggr
 
 
 class PipelineProcess:
-    def __init__(self, name: str, env: Mapping[str, str], log_path: Path | None = None, echo: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        env: Mapping[str, str],
+        log_path: Path | None = None,
+        echo: bool = False,
+        module: str | None = None,
+    ) -> None:
         self.name = name
+        # Any `python -m` module may run this way (a benchmark's own server, say); the pipeline's are the default.
+        self._module = module or PROCESS_MODULES[name]
         self._env = dict(env)
         self._log_path = log_path
         self._echo = echo
@@ -30,7 +39,7 @@ class PipelineProcess:
 
     def start(self) -> None:
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", PROCESS_MODULES[self.name]],
+            [sys.executable, "-m", self._module],
             env=self._env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

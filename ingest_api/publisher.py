@@ -30,7 +30,8 @@ class QueueUnavailable(RuntimeError):
     pass
 
 
-@dataclass
+# Identity, not value, equality: two requests may carry equal events, and a timed-out one must withdraw only itself.
+@dataclass(eq=False)
 class _Pending:
     events: list[UsageEvent]
     size: int
@@ -43,12 +44,14 @@ class PublisherStats:
     messages: int = 0
     events: int = 0
     failures: int = 0
+    timeouts: int = 0
 
 
 class UsagePublisher:
-    def __init__(self, sqs: SQSClient, queue_url: str, max_inflight: int) -> None:
+    def __init__(self, sqs: SQSClient, queue_url: str, max_inflight: int, timeout_s: float = 5.0) -> None:
         self._sqs = sqs
         self._queue_url = queue_url
+        self._timeout_s = timeout_s
         self._slots = asyncio.Semaphore(max_inflight)
         self._pending: list[_Pending] = []
         self._wakeup = asyncio.Event()
@@ -70,7 +73,12 @@ class UsagePublisher:
             await asyncio.gather(*self._sends, return_exceptions=True)
 
     async def publish(self, events: list[UsageEvent]) -> None:
-        """Returns once every event is on the queue; raises QueueUnavailable otherwise."""
+        """Returns once every event is on the queue; raises QueueUnavailable otherwise, at the latest after timeout_s.
+
+        The bound matters in an outage: the SDK's own retries with back-off take up to ~15 s per SendMessageBatch,
+        and a client should hear 503 and retry rather than hang. A send already in flight is not recalled, so the
+        events may still arrive; the client's retry with the same request_ids is then a duplicate the worker skips.
+        """
         if self._closing:
             raise QueueUnavailable("the API is shutting down")
         pending = _Pending(events, sum(encoded_size(e) for e in events))
@@ -78,7 +86,14 @@ class UsagePublisher:
             raise ValueError("a request's events must fit one queue message")
         self._pending.append(pending)
         self._wakeup.set()
-        await asyncio.shield(pending.done)
+        try:
+            await asyncio.wait_for(asyncio.shield(pending.done), self._timeout_s)
+        except TimeoutError as exc:
+            self.stats.timeouts += 1
+            if pending in self._pending:
+                # Not yet taken into a send, so it never will be: the queue does not fill up behind an outage.
+                self._pending.remove(pending)
+            raise QueueUnavailable(f"the queue did not acknowledge within {self._timeout_s}s") from exc
 
     async def _run(self) -> None:
         while True:
@@ -87,6 +102,10 @@ class UsagePublisher:
             while self._pending:
                 await self._slots.acquire()
                 batch = self._take_batch()
+                if not batch:
+                    # Whatever was waiting for this slot timed out meanwhile: there is nothing to send.
+                    self._slots.release()
+                    continue
                 task = asyncio.create_task(self._send(batch))
                 self._sends.add(task)
                 task.add_done_callback(self._sends.discard)

@@ -15,7 +15,14 @@ from ingest_api.context import Services, services
 from ingest_api.errors import ApiError, invalid_body, validation_details
 from ingest_api.publisher import QueueUnavailable
 from ingest_api.requests import body_as, path_app_id, path_org_id
-from ingest_api.submission import BatchSubmission, Rejection, UsageSubmission, check_against_org, to_event
+from ingest_api.submission import (
+    BatchSubmission,
+    Rejection,
+    UsageSubmission,
+    check_against_org,
+    is_request_id,
+    to_event,
+)
 from workers.message import UsageEvent
 
 
@@ -39,7 +46,7 @@ async def _enqueue(svc: Services, events: list[UsageEvent]) -> None:
         raise ApiError(
             503,
             "QUEUE_UNAVAILABLE",
-            "usage could not be queued; retry with the same request_id",
+            "usage may not have been queued; retry with the same request_id (a retry is never counted twice)",
             headers={"Retry-After": "1"},
         ) from exc
     svc.metrics.events_accepted.inc(len(events))
@@ -70,7 +77,9 @@ async def submit_batch(request: Request) -> JSONResponse:
     for index, raw in enumerate(batch.items):
         result: dict[str, Any] = {"index": index}
         request_id = raw.get("request_id")
-        if isinstance(request_id, str):
+        # Echoed only when well-formed: a client's garbage (a megabyte of it, a lone surrogate that no UTF-8
+        # encoder takes) must not make the whole answer huge or unrenderable.
+        if is_request_id(request_id):
             result["request_id"] = request_id.lower()
         try:
             submission = UsageSubmission.model_validate(raw)
