@@ -6,9 +6,10 @@ import asyncio
 import logging
 import signal
 
-from aggregator.consumer import Aggregator
+from aggregator.consumer import Aggregator, AggregatorStats
 from aggregator.settings import AggregatorSettings
 from infra.aws import open_async_clients
+from infra.stats_file import write_stats
 
 
 async def main(settings: AggregatorSettings) -> None:
@@ -26,6 +27,23 @@ async def main(settings: AggregatorSettings) -> None:
             stats.transactions,
             stats.aggregate_writes,
         )
+        if settings.stats_file is not None:
+            write_stats(settings.stats_file, "aggregator", stats_document(stats))
+
+
+def stats_document(stats: AggregatorStats) -> dict[str, object]:
+    return {
+        "records_read": stats.records_read,
+        "usage_applied": stats.usage_applied,
+        "transactions": stats.transactions,
+        "aggregate_writes": stats.aggregate_writes,
+        "checkpoint_writes": stats.checkpoint_writes,
+        "replays_skipped": stats.replays_skipped,
+        "errors": stats.errors,
+        "trimmed_restarts": stats.trimmed_restarts,
+        "end_to_end_lag_ms": stats.end_to_end_lag.summary(),
+        "stream_lag_ms": stats.stream_lag.summary(),
+    }
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aggregator.commit import MAX_AGGREGATES_PER_TRANSACTION, CheckpointMoved, CheckpointStore
-from aggregator.rollup import chunk_by_keys, rollup
+from aggregator.lag import LagHistogram
+from aggregator.rollup import chunk_by_keys, malformed, rollup
 from aggregator.settings import AggregatorSettings
 
 if TYPE_CHECKING:
@@ -34,13 +35,20 @@ class AggregatorStats:
     usage_applied: int = 0
     transactions: int = 0
     aggregate_writes: int = 0
+    # Checkpoint items written: one inside each transaction, plus one when a closed shard is marked finished.
+    checkpoint_writes: int = 0
     replays_skipped: int = 0
     errors: int = 0
     trimmed_restarts: int = 0
+    malformed_records: int = 0
     # Epoch ms the last applied usage item was written by the worker, and when it was applied.
     last_written_at_ms: int = 0
     last_applied_at_ms: int = 0
     lag_ms: list[int] = field(default_factory=list)
+    # Every applied event, from the API's acceptance (accepted_at_ms) to this process's commit: the end-to-end lag;
+    # and its last part, from the worker's write (written_at_ms) to the commit: the stream and the aggregator.
+    end_to_end_lag: LagHistogram = field(default_factory=LagHistogram)
+    stream_lag: LagHistogram = field(default_factory=LagHistogram)
 
 
 class ShardReader:
@@ -134,17 +142,29 @@ class ShardReader:
             iterator = response.get("NextShardIterator")
             if records:
                 position = await self._apply(position, records)
+                if len(records) < self._settings.records_per_read and iterator is not None:
+                    await _sleep_unless(self._stopping, self._settings.batch_window_s)
             elif iterator is not None:
                 await _sleep_unless(self._stopping, self._settings.idle_poll_s)
         if iterator is None:
             # Closed and read to the end: its children may start.
             await self._checkpoints.mark_finished(self._stream_arn, self._shard_id, position)
+            self._stats.checkpoint_writes += 1
             log.info("shard %s finished", self._shard_id)
             return True
         return False
 
     async def _apply(self, position: str | None, records: list[Any]) -> str:
         self._stats.records_read += len(records)
+        skipped = malformed(records)
+        if skipped:
+            self._stats.malformed_records += len(skipped)
+            log.error(
+                "shard %s: %d stream record(s) are not usage items and count for nothing, e.g. key %s",
+                self._shard_id,
+                len(skipped),
+                skipped[0].get("dynamodb", {}).get("Keys"),
+            )
         for run in chunk_by_keys(records, MAX_AGGREGATES_PER_TRANSACTION):
             last = str(run[-1]["dynamodb"]["SequenceNumber"])
             deltas = rollup(run)
@@ -154,6 +174,7 @@ class ShardReader:
             position = last
             self._stats.transactions += 1
             self._stats.aggregate_writes += len(deltas)
+            self._stats.checkpoint_writes += 1
             self._note_applied(run)
         assert position is not None
         return position
@@ -167,6 +188,9 @@ class ShardReader:
                 written = int(image["written_at_ms"]["N"])
                 self._stats.last_written_at_ms = max(self._stats.last_written_at_ms, written)
                 self._stats.lag_ms.append(now_ms - written)
+                self._stats.stream_lag.record(now_ms - written)
+                if "accepted_at_ms" in image:
+                    self._stats.end_to_end_lag.record(now_ms - int(image["accepted_at_ms"]["N"]))
         del self._stats.lag_ms[:-10_000]
         self._stats.last_applied_at_ms = now_ms
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from infra.aws import AwsSettings
+from infra.stats_file import stats_path
 
 
 @dataclass(frozen=True)
@@ -16,11 +18,17 @@ class AggregatorSettings:
     records_per_read: int = 1000
     # How long an idle shard waits before reading again: bounds end-to-end lag when traffic is light.
     idle_poll_s: float = 0.2
+    # After a read that returned records but not a full batch, wait this long before reading again, so the records
+    # arriving meanwhile share one transaction: commits (and aggregate writes) then come at most this often per shard,
+    # whatever the event rate, at the price of up to this much extra lag. A full batch is followed at once.
+    batch_window_s: float = 0.5
     # How often the shard list is refreshed, to pick up shards opened by a split or a table's new stream.
     shard_refresh_s: float = 5.0
     # Back-off after an unexpected error, before the shard is read again from its checkpoint.
     error_backoff_s: float = 1.0
     metrics_port: int | None = None
+    # Where the counters and lag percentiles are written as JSON on shutdown; None: nowhere.
+    stats_file: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AggregatorSettings:
@@ -30,6 +38,8 @@ class AggregatorSettings:
             aws=AwsSettings.from_env(env),
             records_per_read=int(env.get("CK_AGGREGATOR_RECORDS_PER_READ", "1000")),
             idle_poll_s=float(env.get("CK_AGGREGATOR_IDLE_POLL_S", "0.2")),
+            batch_window_s=float(env.get("CK_AGGREGATOR_BATCH_WINDOW_S", "0.5")),
             shard_refresh_s=float(env.get("CK_AGGREGATOR_SHARD_REFRESH_S", "5")),
             metrics_port=int(port) if port else None,
+            stats_file=stats_path(env, "CK_AGGREGATOR_STATS_FILE"),
         )

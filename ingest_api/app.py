@@ -11,6 +11,7 @@ from starlette.middleware import Middleware
 
 from catalog.store import CatalogStore
 from infra.aws import open_async_clients
+from infra.stats_file import write_stats
 from ingest_api import routes_auth, routes_ops, routes_provisioning, routes_reads, routes_usage
 from ingest_api.context import Services
 from ingest_api.errors import ApiError, handle_api_error, handle_http_exception, handle_unexpected
@@ -38,7 +39,9 @@ def create_app(settings: ApiSettings) -> Starlette:
         async with open_async_clients(settings.aws) as clients:
             queue_url = (await clients.sqs.get_queue_url(QueueName=names.usage_queue))["QueueUrl"]
             dlq_url = (await clients.sqs.get_queue_url(QueueName=names.dead_letter_queue))["QueueUrl"]
-            publisher = UsagePublisher(clients.sqs, queue_url, settings.publisher_max_inflight)
+            publisher = UsagePublisher(
+                clients.sqs, queue_url, settings.publisher_max_inflight, settings.publish_timeout_s
+            )
             publisher.start()
             app.state.services = Services(
                 settings=settings,
@@ -59,6 +62,8 @@ def create_app(settings: ApiSettings) -> Starlette:
             finally:
                 # Requests still waiting on the queue get their answer before the clients close.
                 await publisher.close()
+                if settings.stats_file is not None:
+                    write_stats(settings.stats_file, "api", dict(vars(publisher.stats)))
 
     return Starlette(
         routes=ROUTES,

@@ -7,8 +7,10 @@ import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from infra.aws import AwsSettings
+from infra.stats_file import stats_path
 
 log = logging.getLogger("ingest_api")
 
@@ -30,8 +32,12 @@ class ApiSettings:
     catalog_cache_ttl_s: float = 5.0
     # SendMessageBatch calls in flight at once; while they are busy, new events gather into the next batch.
     publisher_max_inflight: int = 4
+    # The longest a request waits for the queue to acknowledge its events before it is answered 503.
+    publish_timeout_s: float = 5.0
     one_time_secret_ttl_s: int = 24 * 3600
     metrics_refresh_s: float = 5.0
+    # Where the publisher's request counters are written as JSON on shutdown; None: nowhere.
+    stats_file: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ApiSettings:
@@ -52,6 +58,8 @@ class ApiSettings:
             revocation_cache_ttl_s=float(env.get("CK_REVOCATION_CACHE_TTL_S", "2")),
             catalog_cache_ttl_s=float(env.get("CK_CATALOG_CACHE_TTL_S", "5")),
             publisher_max_inflight=int(env.get("CK_PUBLISHER_MAX_INFLIGHT", "4")),
+            publish_timeout_s=float(env.get("CK_PUBLISH_TIMEOUT_S", "5")),
             one_time_secret_ttl_s=int(env.get("CK_ONE_TIME_SECRET_TTL_S", str(24 * 3600))),
             metrics_refresh_s=float(env.get("CK_METRICS_REFRESH_S", "5")),
+            stats_file=stats_path(env, "CK_API_STATS_FILE"),
         )

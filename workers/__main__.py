@@ -8,6 +8,7 @@ import signal
 
 from catalog.store import CatalogStore
 from infra.aws import open_async_clients
+from infra.stats_file import write_stats
 from workers.consumer import Worker, describe_stats
 from workers.processor import UsageWriter
 from workers.settings import WorkerSettings
@@ -19,13 +20,18 @@ async def main(settings: WorkerSettings) -> None:
         queue_url = (await clients.sqs.get_queue_url(QueueName=names.usage_queue))["QueueUrl"]
         dlq_url = (await clients.sqs.get_queue_url(QueueName=names.dead_letter_queue))["QueueUrl"]
         catalog = CatalogStore(clients.dynamodb, names.config_table, settings.catalog_cache_ttl_s)
-        worker = Worker(settings, clients.sqs, UsageWriter(settings, clients.dynamodb, catalog), queue_url, dlq_url)
+        writer = UsageWriter(settings, clients.dynamodb, catalog)
+        worker = Worker(settings, clients.sqs, writer, queue_url, dlq_url)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, worker.stopping.set)
         logging.getLogger("worker").info("consuming %s with %d pollers", queue_url, settings.pollers)
         await worker.run()
         logging.getLogger("worker").info("drained and stopped: %s", describe_stats(worker.stats))
+        if settings.stats_file is not None:
+            write_stats(
+                settings.stats_file, "worker", {**vars(worker.stats), "usage_write_requests": writer.write_requests}
+            )
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """The SQS consumer: long polling, batches of 10, per-message outcomes, dead letters, graceful shutdown.
 
-Per message: written (or duplicate) -> deleted; poison or partly unpriceable -> the bad part forwarded to the
-dead-letter queue, then deleted; any other error -> left on the queue with an exponential visibility back-off, until
-the queue's redrive policy (maxReceiveCount) moves it to the dead-letter queue. Nothing is deleted before it is
-either written or forwarded.
+Per message (settle.py decides): written (or duplicate) -> deleted; poison or partly unpriceable -> the bad part
+forwarded to the dead-letter queue, then deleted; any other error -> left on the queue with an exponential visibility
+back-off, until the queue's redrive policy (maxReceiveCount) moves it to the dead-letter queue. Nothing is deleted
+before it is either written or forwarded. While a batch is being written its messages are kept invisible (a
+heartbeat extends their visibility timeout), so a slow batch is not delivered a second time meanwhile.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from workers.message import PoisonMessage, decode, encode
+from infra.resources import QUEUE_VISIBILITY_TIMEOUT_S
 from workers.processor import UsageWriter
 from workers.settings import WorkerSettings
+from workers.settle import MessageSettler
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -33,7 +35,12 @@ class WorkerStats:
     rejected_events: int = 0
     poison_messages: int = 0
     retried_messages: int = 0
+    # Every SQS request this process made; the counters below break the non-receive ones down.
     sqs_requests: int = 0
+    delete_batches: int = 0
+    visibility_changes: int = 0
+    visibility_extensions: int = 0
+    dead_letter_sends: int = 0
 
 
 class Worker:
@@ -42,13 +49,26 @@ class Worker:
     ) -> None:
         self._settings = settings
         self._sqs = sqs
-        self._writer = writer
+        self._settler = MessageSettler(sqs, writer, dlq_url)
         self._queue_url = queue_url
-        self._dlq_url = dlq_url
         self.stats = WorkerStats()
         self.stopping = asyncio.Event()
+        self._visibility_timeout_s = QUEUE_VISIBILITY_TIMEOUT_S
+
+    async def _queue_visibility_timeout(self) -> int:
+        """The queue's own timeout (operators and tests change it); the deployed default if it cannot be read."""
+        try:
+            response = await self._sqs.get_queue_attributes(
+                QueueUrl=self._queue_url, AttributeNames=["VisibilityTimeout"]
+            )
+            self.stats.sqs_requests += 1
+            return int(response["Attributes"]["VisibilityTimeout"])
+        except Exception:
+            log.warning("could not read the queue's visibility timeout; assuming %ds", QUEUE_VISIBILITY_TIMEOUT_S)
+            return QUEUE_VISIBILITY_TIMEOUT_S
 
     async def run(self) -> None:
+        self._visibility_timeout_s = await self._queue_visibility_timeout()
         await asyncio.gather(*(self._poll_loop(i) for i in range(self._settings.pollers)))
 
     async def _receive(self) -> list[dict[str, Any]] | None:
@@ -89,7 +109,11 @@ class Worker:
 
     async def _handle_batch(self, messages: list[dict[str, Any]]) -> None:
         self.stats.messages += len(messages)
-        done = await asyncio.gather(*(self._handle(m) for m in messages))
+        heartbeat = asyncio.create_task(self._keep_invisible(messages))
+        try:
+            done = await asyncio.gather(*(self._handle(m) for m in messages))
+        finally:
+            heartbeat.cancel()
         to_delete = [m for m, ok in zip(messages, done, strict=True) if ok]
         to_retry = [m for m, ok in zip(messages, done, strict=True) if not ok]
         if to_delete:
@@ -100,47 +124,40 @@ class Worker:
 
     async def _handle(self, message: dict[str, Any]) -> bool:
         """True when the message is settled and may be deleted."""
-        try:
-            usage = decode(message["Body"])
-        except PoisonMessage as exc:
-            self.stats.poison_messages += 1
-            log.warning("poison message %s: %s", message["MessageId"], str(exc)[:200])
-            return await self._dead_letter(message["Body"], "POISON_MESSAGE", str(exc), message["MessageId"])
-        try:
-            outcome = await self._writer.process(usage)
-        except Exception:
-            log.exception("message %s failed; it will be retried", message["MessageId"])
-            return False
-        self.stats.events_written += outcome.written
-        self.stats.duplicates += outcome.duplicates
-        if outcome.rejected:
-            self.stats.rejected_events += len(outcome.rejected)
-            reasons = sorted({r.reason for r in outcome.rejected})
-            body = encode([r.event for r in outcome.rejected])
-            return await self._dead_letter(body, ",".join(reasons), "events could not be priced", message["MessageId"])
-        return True
+        result = await self._settler.settle(message["MessageId"], message["Body"])
+        self.stats.events_written += result.written
+        self.stats.duplicates += result.duplicates
+        self.stats.rejected_events += result.rejected_events
+        self.stats.poison_messages += int(result.poison)
+        self.stats.sqs_requests += result.dead_letter_sends
+        self.stats.dead_letter_sends += result.dead_letter_sends
+        return result.settled
 
-    async def _dead_letter(self, body: str, code: str, detail: str, source_id: str) -> bool:
-        try:
-            await self._sqs.send_message(
-                QueueUrl=self._dlq_url,
-                MessageBody=body,
-                MessageAttributes={
-                    "error_code": {"DataType": "String", "StringValue": code},
-                    "error_detail": {"DataType": "String", "StringValue": detail[:1000] or code},
-                    "source_message_id": {"DataType": "String", "StringValue": source_id},
-                },
-            )
-        except Exception:
-            log.exception("could not forward message %s to the dead-letter queue; it will be retried", source_id)
-            return False
-        self.stats.sqs_requests += 1
-        return True
+    async def _keep_invisible(self, messages: list[dict[str, Any]]) -> None:
+        """Every half timeout, extend the batch's visibility by a whole one, until cancelled.
+
+        Without this, a batch that takes longer than the timeout to write (thousands of events on a slow table)
+        reappears on the queue and is written a second time by another poller: harmless, but all wasted work.
+        """
+        timeout_s = self._visibility_timeout_s
+        entries: list[Any] = [
+            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": timeout_s}
+            for i, m in enumerate(messages)
+        ]
+        while True:
+            await asyncio.sleep(max(timeout_s / 2, 1.0))
+            try:
+                await self._sqs.change_message_visibility_batch(QueueUrl=self._queue_url, Entries=entries)
+                self.stats.sqs_requests += 1
+                self.stats.visibility_extensions += 1
+            except Exception:
+                log.exception("could not extend the visibility of a batch still being written")
 
     async def _delete(self, messages: list[dict[str, Any]]) -> None:
         entries: list[Any] = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
         response = await self._sqs.delete_message_batch(QueueUrl=self._queue_url, Entries=entries)
         self.stats.sqs_requests += 1
+        self.stats.delete_batches += 1
         for failure in response.get("Failed", []):
             # The message comes back after its visibility timeout and is written again as a duplicate: harmless.
             log.warning("delete failed for entry %s: %s", failure.get("Id"), failure.get("Message"))
@@ -154,6 +171,7 @@ class Worker:
         try:
             await self._sqs.change_message_visibility_batch(QueueUrl=self._queue_url, Entries=entries)
             self.stats.sqs_requests += 1
+            self.stats.visibility_changes += 1
         except Exception:
             # The queue's own visibility timeout applies instead.
             log.exception("could not set retry back-off")

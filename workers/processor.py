@@ -1,18 +1,20 @@
 """Pricing the events of one message and writing one usage item per request_id.
 
-The write is a PutItem conditional on the key being absent: a redelivered message, a retried batch or a client that
-posts the same request_id twice all end with exactly one item, and so with one count in the aggregates.
+The write is an insert conditional on the key being absent (insert.py: 25 per request): a redelivered message, a
+retried batch or a client that posts the same request_id twice all end with exactly one item, and so with one count
+in the aggregates.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from aggregator.usage_record import UsageRecord
 from catalog.store import CatalogStore
+from workers.insert import MAX_STATEMENTS_PER_BATCH, BatchInserter
 from workers.message import UsageEvent, UsageMessage
 from workers.pricing import cost_usd_micros
 from workers.settings import WorkerSettings
@@ -41,8 +43,13 @@ class UsageWriter:
         self._settings = settings
         self._ddb = ddb
         self._catalog = catalog
-        self._table = settings.aws.names.usage_table
+        self._inserter = BatchInserter(ddb, settings.aws.names.usage_table)
         self._slots = asyncio.Semaphore(settings.write_concurrency)
+
+    @property
+    def write_requests(self) -> int:
+        """DynamoDB requests made to write usage items so far."""
+        return self._inserter.requests
 
     async def price(self, event: UsageEvent) -> UsageRecord | Rejected:
         org = await self._catalog.get_org(event.org_id)
@@ -76,31 +83,32 @@ class UsageWriter:
             written_at_ms=int(time.time() * 1000),
         )
 
-    async def write(self, record: UsageRecord) -> bool:
-        """True if this call wrote the item, False if it was already there."""
-        expires_at = int(time.time()) + self._settings.usage_retention_days * 86400
-        async with self._slots:
-            try:
-                await self._ddb.put_item(
-                    TableName=self._table,
-                    Item=record.to_item(expires_at),
-                    ConditionExpression="attribute_not_exists(pk)",
-                )
-            except self._ddb.exceptions.ConditionalCheckFailedException:
-                return False
-        return True
-
     async def process(self, message: UsageMessage) -> MessageOutcome:
         """Raises on any error worth retrying; the whole message is then redelivered, which is safe."""
         outcome = MessageOutcome()
         priced = [await self.price(event) for event in message.events]
-        records = [p for p in priced if isinstance(p, UsageRecord)]
         outcome.rejected = [p for p in priced if isinstance(p, Rejected)]
-        # Let every write finish before reporting a failure, so a retry starts from a settled state.
-        results = await asyncio.gather(*(self.write(r) for r in records), return_exceptions=True)
+        # A message may carry one request twice (a client's retry grouped with its original): the first wins, as it
+        # would against an item already in the table. Keys are per app, so other tenants' ids never collide.
+        first: dict[tuple[str, str, str], UsageRecord] = {}
+        for record in (p for p in priced if isinstance(p, UsageRecord)):
+            first.setdefault((record.org_id, record.app_id, record.request_id), record)
+        records = list(first.values())
+        batches = [records[i : i + MAX_STATEMENTS_PER_BATCH] for i in range(0, len(records), MAX_STATEMENTS_PER_BATCH)]
+        # Let every batch finish before reporting a failure, so a retry starts from a settled state.
+        results = await asyncio.gather(*(self._write(batch) for batch in batches), return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
                 raise result
-        outcome.written = sum(1 for r in results if r is True)
-        outcome.duplicates = len(results) - outcome.written
+        outcome.written = sum(sum(inserted) for inserted in results if not isinstance(inserted, BaseException))
+        outcome.duplicates = len(priced) - len(outcome.rejected) - outcome.written
         return outcome
+
+    async def _write(self, records: list[UsageRecord]) -> list[bool]:
+        async with self._slots:
+            # Stamped when the request goes out, not when the message was priced: batches of a big message wait
+            # their turn here, and written_at_ms is what the aggregator measures its own lag from.
+            now_s = time.time()
+            expires_at = int(now_s) + self._settings.usage_retention_days * 86400
+            items = [replace(r, written_at_ms=int(now_s * 1000)).to_item(expires_at) for r in records]
+            return await self._inserter.insert(items)

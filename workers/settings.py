@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from infra.aws import AwsSettings
+from infra.stats_file import stats_path
 
 
 @dataclass(frozen=True)
@@ -15,14 +17,16 @@ class WorkerSettings:
     # Concurrent ReceiveMessage loops; each handles up to 10 messages (the SQS maximum) at a time.
     pollers: int = 2
     wait_time_s: int = 20
-    # Conditional PutItems in flight at once across all messages of a receive.
-    write_concurrency: int = 32
+    # Insert requests (of up to 25 usage items each, insert.py) in flight at once across all messages of a receive.
+    write_concurrency: int = 16
     # Usage items expire after this many days (aggregates are kept; the aggregator ignores expiry deletes).
     usage_retention_days: int = 400
     # A failed message becomes visible again after min(base * 2**(receives-1), max): bounded exponential back-off.
     retry_base_s: int = 2
     retry_max_s: int = 300
     catalog_cache_ttl_s: float = 5.0
+    # Where the request counters are written as JSON on shutdown; None: nowhere.
+    stats_file: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
@@ -31,9 +35,10 @@ class WorkerSettings:
             aws=AwsSettings.from_env(env),
             pollers=int(env.get("CK_WORKER_POLLERS", "2")),
             wait_time_s=int(env.get("CK_WORKER_WAIT_TIME_S", "20")),
-            write_concurrency=int(env.get("CK_WORKER_WRITE_CONCURRENCY", "32")),
+            write_concurrency=int(env.get("CK_WORKER_WRITE_CONCURRENCY", "16")),
             usage_retention_days=int(env.get("CK_USAGE_RETENTION_DAYS", "400")),
             retry_base_s=int(env.get("CK_WORKER_RETRY_BASE_S", "2")),
             retry_max_s=int(env.get("CK_WORKER_RETRY_MAX_S", "300")),
             catalog_cache_ttl_s=float(env.get("CK_CATALOG_CACHE_TTL_S", "5")),
+            stats_file=stats_path(env, "CK_WORKER_STATS_FILE"),
         )
