@@ -14,32 +14,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aggregator.rollup import Totals
-from catalog.model import ModelSpec, OrgSettings, Prices
+from infra.seed import SEED_ORG
 
-ORG_SETTINGS = OrgSettings(
-    name="Benchmark",
-    timezone="UTC",
-    models={
-        "premium": ModelSpec(
-            bedrock_model_id="anthropic.claude-sonnet",
-            prices=Prices(
-                input_per_mtok_usd_micros=3_000_000,
-                output_per_mtok_usd_micros=15_000_000,
-                cache_read_per_mtok_usd_micros=300_000,
-                cache_write_per_mtok_usd_micros=3_750_000,
-            ),
-        ),
-        "standard": ModelSpec(
-            bedrock_model_id="anthropic.claude-haiku",
-            prices=Prices(input_per_mtok_usd_micros=800_000, output_per_mtok_usd_micros=4_000_000),
-        ),
-        "economy": ModelSpec(
-            bedrock_model_id="amazon.nova-micro",
-            prices=Prices(input_per_mtok_usd_micros=35_000, output_per_mtok_usd_micros=140_000),
-        ),
-    },
-    model_ordering=["premium", "standard", "economy"],
-)
+# The seed's models and prices; no quotas, which only steer model selection and play no part in ingest.
+ORG_SETTINGS = SEED_ORG.model_copy(update={"name": "Benchmark", "daily_quotas_usd_micros": {}})
 LABELS = tuple(ORG_SETTINGS.model_ordering)
 
 
