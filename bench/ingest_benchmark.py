@@ -15,9 +15,9 @@ A2. Pipeline, paced: the same with fewer events posted at a fixed rate (default:
    through), on fresh processes and a queue of their own: the lag at a load the pipeline sustains. At saturation the
    lag is the backlog divided by the drain rate, so it measures the machine's write capacity more than the pipeline.
 B. Baseline: bench/sync_baseline.py prices and writes the usage item and its aggregate inside the request.
-They run in the order warm-up (a throwaway pipeline run and baseline run: a fresh DynamoDB Local is several times
-slower until its JIT has warmed up), A2, B, then A last: DynamoDB Local keeps every stream record in its one SQLite
-database and its GetRecords gets slower as that grows, so a large run would slow every phase after it.
+Each of A2, B and A gets an emulator of its own (DynamoDB Local serves everything from one SQLite thread, and its
+cost per request grows with what earlier phases left behind), warmed up by a throwaway run first (a fresh DynamoDB
+Local is several times slower until its JIT has warmed up).
 
 Where the figures come from: the processes count their own requests (PublisherStats, WorkerStats, the worker's insert
 requests, AggregatorStats) and write them to CK_*_STATS_FILE when they stop on SIGTERM. The lag is measured by the
@@ -37,8 +37,8 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,17 +107,35 @@ def provision(settings: AwsSettings) -> Tenant:
     return asyncio.run(put())
 
 
-def use_endpoints(stack: ExitStack) -> None:
-    """The AWS_ENDPOINT_URL_* in force, or our own emulator, started now and stopped when the stack closes."""
-    if any(os.environ.get(v) for v in ENDPOINT_VARIABLES.values()):
-        log(f"using endpoints from the environment: {os.environ.get('AWS_ENDPOINT_URL_DYNAMODB')}")
+@contextmanager
+def fresh_emulator(external: bool) -> Iterator[None]:
+    """Our own emulator for one phase, stopped after it; nothing when AWS_ENDPOINT_URL_* name endpoints to use.
+
+    A fresh one per phase: DynamoDB Local serves every request from one SQLite thread, and its work per request grows
+    with what earlier phases left in its database (stream records above all), so a shared one would make each
+    phase's figures depend on the phases before it.
+    """
+    if external:
+        yield
         return
     cfg = emulator.EmulatorConfig(
         run_dir=RUN_DIR, cache_dir=emulator.default_cache_dir(), dynamodb_port=DYNAMODB_PORT, sqs_port=SQS_PORT
     )
-    stack.callback(emulator.stop, cfg, lambda m: log(m))
     emulator.start(cfg, report=lambda m: log(m))
     os.environ.update(cfg.environment())
+    try:
+        yield
+    finally:
+        emulator.stop(cfg, report=lambda m: log(m))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(_port_open(port) for port in (DYNAMODB_PORT, SQS_PORT)):
+            time.sleep(0.1)
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def free_port() -> int:
@@ -206,6 +224,8 @@ class PhaseResult:
     ddb_writes: dict[str, int] = field(default_factory=dict)
     ddb_requests: dict[str, int] = field(default_factory=dict)
     sqs_requests: dict[str, int] = field(default_factory=dict)
+    missing_counters: list[str] = field(default_factory=list)
+    rate_per_s: float | None = None  # the pace of a paced run
 
     @property
     def accepted(self) -> int:
@@ -286,39 +306,43 @@ def run_pipeline(
         wait_for_http(f"{base_url}/health", 60, processes[0])
         headers = {"Authorization": f"Bearer {_token(base_url, tenant)}"}
         load = _post(base_url, tenant, headers, plan, args, rate_per_s)
-        result = PhaseResult(name, load, sum(len(r.events) for r in plan))
+        result = PhaseResult(name, load, sum(len(r.events) for r in plan), rate_per_s=rate_per_s)
         log("waiting for the aggregates to count every accepted event ...")
         result.complete_after_s = wait_for_aggregates(
             settings, tenant.org_id, load.accepted, args.drain_timeout_s, processes
         )
-        log(f"complete {fmt(result.complete_after_s, 2)}s after the last response")
+        if result.complete_after_s is None:
+            log(f"NOT complete {args.drain_timeout_s:g}s after the last response: gave up waiting")
+        else:
+            log(f"complete {result.complete_after_s:.2f}s after the last response")
     finally:
         _stop_all(processes)
     result.correct, result.correctness_detail = check_totals(settings, tenant.org_id, load.accepted)
-    api, worker, aggregator = (read_stats(stats[n]) for n in ("api", "worker", "aggregator"))
-    lag: dict[str, Any] = aggregator["end_to_end_lag_ms"]  # type: ignore[assignment]
+    api, worker, aggregator = (_counters(stats[n], result) for n in ("api", "worker", "aggregator"))
+    no_lag = {"count": 0, "p50_ms": None, "p99_ms": None}
+    lag: dict[str, Any] = aggregator.get("end_to_end_lag_ms") or no_lag  # type: ignore[assignment]
     result.lag_count = int(lag["count"])
     result.lag_p50_s = None if lag["p50_ms"] is None else lag["p50_ms"] / 1000
     result.lag_p99_s = None if lag["p99_ms"] is None else lag["p99_ms"] / 1000
-    stream_lag: dict[str, Any] = aggregator["stream_lag_ms"]  # type: ignore[assignment]
+    stream_lag: dict[str, Any] = aggregator.get("stream_lag_ms") or no_lag  # type: ignore[assignment]
     result.stream_lag_p50_s = None if stream_lag["p50_ms"] is None else stream_lag["p50_ms"] / 1000
     result.stream_lag_p99_s = None if stream_lag["p99_ms"] is None else stream_lag["p99_ms"] / 1000
     result.ddb_writes = {
-        "usage item inserts (worker)": _int(worker["events_written"]) + _int(worker["duplicates"]),
-        "aggregate UpdateItem (aggregator)": _int(aggregator["aggregate_writes"]),
-        "checkpoint Put (aggregator)": _int(aggregator["checkpoint_writes"]),
+        "usage item inserts (worker)": _int(worker.get("events_written")) + _int(worker.get("duplicates")),
+        "aggregate UpdateItem (aggregator)": _int(aggregator.get("aggregate_writes")),
+        "checkpoint Put (aggregator)": _int(aggregator.get("checkpoint_writes")),
     }
     result.sqs_requests = {
-        "SendMessageBatch (api)": _int(api["sqs_requests"]) + _int(api["failures"]),
-        "ReceiveMessage (worker)": _int(worker["receives"]),
-        "DeleteMessageBatch (worker)": _int(worker["delete_batches"]),
-        "ChangeMessageVisibilityBatch, retry back-off (worker)": _int(worker["visibility_changes"]),
-        "ChangeMessageVisibilityBatch, heartbeat (worker)": _int(worker["visibility_extensions"]),
-        "SendMessage to DLQ (worker)": _int(worker["dead_letter_sends"]),
+        "SendMessageBatch (api)": _int(api.get("sqs_requests")) + _int(api.get("failures")),
+        "ReceiveMessage (worker)": _int(worker.get("receives")),
+        "DeleteMessageBatch (worker)": _int(worker.get("delete_batches")),
+        "ChangeMessageVisibilityBatch, retry back-off (worker)": _int(worker.get("visibility_changes")),
+        "ChangeMessageVisibilityBatch, heartbeat (worker)": _int(worker.get("visibility_extensions")),
+        "SendMessage to DLQ (worker)": _int(worker.get("dead_letter_sends")),
     }
     result.ddb_requests = {
-        "BatchExecuteStatement, usage inserts (worker)": _int(worker["usage_write_requests"]),
-        "TransactWriteItems, aggregates + checkpoint (aggregator)": _int(aggregator["transactions"]),
+        "BatchExecuteStatement, usage inserts (worker)": _int(worker.get("usage_write_requests")),
+        "TransactWriteItems, aggregates + checkpoint (aggregator)": _int(aggregator.get("transactions")),
     }
     log(f"aggregator: {aggregator}")
     log(f"worker: {worker}")
@@ -350,10 +374,10 @@ def run_baseline(name: str, names: ResourceNames, plan: list[PlannedRequest], ar
         server.stop()
     result = PhaseResult(name, load, sum(len(r.events) for r in plan), complete_after_s=0.0)
     result.correct, result.correctness_detail = check_totals(settings, tenant.org_id, load.accepted)
-    stats = read_stats(stats_file)
+    stats = _counters(stats_file, result)
     result.ddb_writes = {
-        "usage PutItem": _int(stats["put_items"]),
-        "aggregate UpdateItem": _int(stats["update_items"]),
+        "usage PutItem": _int(stats.get("put_items")),
+        "aggregate UpdateItem": _int(stats.get("update_items")),
     }
     result.ddb_requests = dict(result.ddb_writes)
     result.lag_p50_s = result.lag_p99_s = 0.0
@@ -361,7 +385,19 @@ def run_baseline(name: str, names: ResourceNames, plan: list[PlannedRequest], ar
     return result
 
 
+def _counters(path: Path, result: PhaseResult) -> dict[str, object]:
+    """A process's counters; none (and a note on the result) if it did not write them, e.g. killed at the timeout."""
+    try:
+        return read_stats(path)
+    except FileNotFoundError:
+        log(f"{path.name} missing: that process did not stop gracefully; its counters are shown as 0")
+        result.missing_counters.append(path.name)
+        return {}
+
+
 def _int(value: object) -> int:
+    if value is None:
+        return 0
     assert isinstance(value, int), value
     return value
 
@@ -389,7 +425,10 @@ def describe(result: PhaseResult) -> str:
             "  of which worker write -> aggregate",
             f"{ms(result.stream_lag_p50_s)} / {ms(result.stream_lag_p99_s)}",
         ],
-        ["aggregates complete after posting", f"{fmt(result.complete_after_s, 2)} s"],
+        [
+            "aggregates complete after posting",
+            "not within the drain timeout" if result.complete_after_s is None else f"{result.complete_after_s:.2f} s",
+        ],
         ["events/s through to the aggregates", fmt(result.through_per_s, 0)],
     ]
     total_writes = sum(result.ddb_writes.values())
@@ -403,6 +442,8 @@ def describe(result: PhaseResult) -> str:
         rows.append(["SQS requests / event", f"{fmt(per_event(total_sqs, n), 4)} ({total_sqs:,})"])
         rows += [[f"  {k}", f"{fmt(per_event(v, n), 4)} ({v:,})"] for k, v in result.sqs_requests.items()]
     rows.append(["aggregates = sum accepted", f"{verdict(result.correct)}: {result.correctness_detail}"])
+    if result.missing_counters:
+        rows.append(["WARNING counters missing", ", ".join(result.missing_counters)])
     return f"== {result.name}\n" + table(["figure", "value"], rows)
 
 
@@ -434,8 +475,7 @@ def comparison(pipeline: PhaseResult, paced: PhaseResult | None, baseline: Phase
         lag_check(pipeline, "end-to-end lag p99, saturated"),
     ]
     if paced is not None:
-        rate = f"{paced.events_planned / paced.load.wall_s:,.0f}/s" if paced.load.wall_s else "?"
-        checks.append(lag_check(paced, f"end-to-end lag p99, paced at {rate}"))
+        checks.append(lag_check(paced, f"end-to-end lag p99, paced at {paced.rate_per_s or 0:,.0f}/s"))
     checks += [
         ("SQS requests / event", fmt(sqs, 4), f"<= {TARGET_SQS_PER_EVENT}", _at_most(sqs, TARGET_SQS_PER_EVENT)),
         (
@@ -532,35 +572,39 @@ def main(argv: list[str] | None = None) -> int:
         counted += len(planned.events)
     baseline: PhaseResult | None = None
     paced: PhaseResult | None = None
-    # The saturated run goes last: DynamoDB Local's GetRecords (and TTL sweeps) slow down as its one database fills
-    # with stream records, so the 50k events of that run would otherwise slow every phase after it.
-    with ExitStack() as stack:
-        use_endpoints(stack)
-        warm_through_per_s: float | None = None
-        if args.warmup_events > 0:
-            warm_plan = plan_requests(args.warmup_events, args.batch_size, args.single_share, args.seed + 2)
-            warm = run_pipeline(
-                "warm-up, not measured", ResourceNames(prefix + "warm-"), warm_plan, args, log_dir / "warm"
-            )
-            warm_through_per_s = warm.through_per_s
-            log(f"warm-up: {warm_through_per_s or 0:,.0f} events/s through, aggregates {verdict(warm.correct)}")
-        rate = args.paced_rate or (warm_through_per_s or 0.0) / 2
-        if args.paced_events > 0 and rate > 0:
-            paced_plan = plan_requests(args.paced_events, args.batch_size, args.single_share, args.seed + 1)
-            paced = run_pipeline(
-                f"pipeline, paced at {rate:,.0f} events/s",
-                # A queue of its own: long polls that a stopped worker abandoned may still take (and hide for the
-                # visibility timeout) the first messages sent to its queue.
-                ResourceNames(prefix + "paced-"),
-                paced_plan,
-                args,
-                log_dir / "paced",
-                rate_per_s=rate,
-            )
-            print(describe(paced), flush=True)
-        elif args.paced_events > 0:
-            log("no paced run: give --paced-rate, or a warm-up to derive it from")
-        if not args.skip_baseline:
+    external = any(os.environ.get(v) for v in ENDPOINT_VARIABLES.values())
+    if external:
+        log(f"using endpoints from the environment: {os.environ.get('AWS_ENDPOINT_URL_DYNAMODB')}")
+
+    def warm_up(seed_offset: int) -> float | None:
+        if args.warmup_events <= 0:
+            return None
+        warm_plan = plan_requests(args.warmup_events, args.batch_size, args.single_share, args.seed + seed_offset)
+        names = ResourceNames(f"{prefix}warm{seed_offset}-")
+        warm = run_pipeline("warm-up, not measured", names, warm_plan, args, log_dir / f"warm{seed_offset}")
+        log(f"warm-up: {warm.through_per_s or 0:,.0f} events/s through, aggregates {verdict(warm.correct)}")
+        return warm.through_per_s
+
+    if args.paced_events > 0:
+        with fresh_emulator(external):
+            rate = args.paced_rate or (warm_up(2) or 0.0) / 2
+            if rate > 0:
+                paced_plan = plan_requests(args.paced_events, args.batch_size, args.single_share, args.seed + 1)
+                paced = run_pipeline(
+                    f"pipeline, paced at {rate:,.0f} events/s",
+                    # A queue of its own: long polls that a stopped worker abandoned may still take (and hide for
+                    # the visibility timeout) the first messages sent to its queue.
+                    ResourceNames(prefix + "paced-"),
+                    paced_plan,
+                    args,
+                    log_dir / "paced",
+                    rate_per_s=rate,
+                )
+                print(describe(paced), flush=True)
+            else:
+                log("no paced run: give --paced-rate, or a warm-up to derive it from")
+    if not args.skip_baseline:
+        with fresh_emulator(external):
             if args.warmup_events > 0:
                 warm_plan = plan_requests(args.warmup_events // 10, args.batch_size, args.single_share, args.seed + 3)
                 warm = run_baseline(
@@ -575,6 +619,8 @@ def main(argv: list[str] | None = None) -> int:
                 "synchronous baseline", ResourceNames(prefix + "base-"), baseline_plan, args, log_dir / "baseline"
             )
             print(describe(baseline), flush=True)
+    with fresh_emulator(external):
+        warm_up(4)
         pipeline = run_pipeline("pipeline, saturated", ResourceNames(prefix), plan, args, log_dir / "saturated")
         print(describe(pipeline), flush=True)
     report, passed = comparison(pipeline, paced, baseline)
