@@ -530,8 +530,10 @@ def test_an_aggregator_cut_off_from_dynamodb_rides_it_out_and_counts_exactly(iso
                 f"meanwhile, {listing_errors} failed shard listings and {reader_errors} failed reads logged; exact "
                 f"{time.monotonic() - restored:.1f}s after it was restored (aggregates {settled_s:.1f}s)",
             )
+            # None of the 500 posted during the cut was applied: the partition did reach the aggregator. (Its
+            # errors are reported, not asserted: a call hung on the cut link can wait out botocore's 30 s read
+            # timeout, longer than the cut, before any error reaches the aggregator's log.)
             assert applied_during == 300
-            assert listing_errors + reader_errors > 0, "the partition did not reach the aggregator"
             isolated.check_alive()
     finally:
         isolated.stop("aggregator")  # before the partition goes, or its last calls fail on the way out
