@@ -34,8 +34,8 @@ from catalog.model import Org
 from catalog.store import CatalogStore
 from infra.aws import AwsSettings, open_async_clients
 from infra.stats_file import stats_path, write_stats
-from ingest_api.submission import BatchSubmission, Rejection, UsageSubmission, check_against_org
-from workers.pricing import cost_usd_micros
+from ingest_api.submission import BatchSubmission, Rejection, UsageSubmission, check_against_org, to_event
+from workers.processor import price_event
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -75,30 +75,9 @@ async def _org(state: _State, request: Request) -> tuple[Org, str] | JSONRespons
 
 
 async def _write(state: _State, org: Org, app_id: str, submission: UsageSubmission, now: datetime) -> None:
-    spec = org.settings.models[submission.model_label]
-    record = UsageRecord(
-        org_id=org.org_id,
-        app_id=app_id,
-        request_id=submission.request_id.lower(),
-        model_label=submission.model_label,
-        bedrock_model_id=spec.bedrock_model_id,
-        timestamp=submission.timestamp,
-        org_timezone=org.settings.timezone,
-        input_tokens=submission.input_tokens,
-        output_tokens=submission.output_tokens,
-        cache_read_tokens=submission.cache_read_tokens,
-        cache_write_tokens=submission.cache_write_tokens,
-        cost_usd_micros=cost_usd_micros(
-            spec.prices,
-            input_tokens=submission.input_tokens,
-            output_tokens=submission.output_tokens,
-            cache_read_tokens=submission.cache_read_tokens,
-            cache_write_tokens=submission.cache_write_tokens,
-        ),
-        price_version=org.price_version,
-        accepted_at_ms=int(now.timestamp() * 1000),
-        written_at_ms=int(time.time() * 1000),
-    )
+    # Priced exactly as the worker prices; check_against_org has already refused unknown labels.
+    record = price_event(org, to_event(submission, org.org_id, app_id, now))
+    assert isinstance(record, UsageRecord)
     state.stats.put_items += 1
     try:
         await state.ddb.put_item(

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from aggregator.usage_record import UsageRecord
+from catalog.model import Org
 from catalog.store import CatalogStore
 from workers.insert import MAX_STATEMENTS_PER_BATCH, BatchInserter
 from workers.message import UsageEvent, UsageMessage
@@ -38,6 +39,37 @@ class MessageOutcome:
     rejected: list[Rejected] = field(default_factory=list)
 
 
+def price_event(org: Org, event: UsageEvent) -> UsageRecord | Rejected:
+    """The usage item for one event, priced with the org's current prices (and stamped with their version)."""
+    spec = org.settings.models.get(event.model_label)
+    if spec is None:
+        return Rejected(event, "UNKNOWN_MODEL_LABEL")
+    cost = cost_usd_micros(
+        spec.prices,
+        input_tokens=event.input_tokens,
+        output_tokens=event.output_tokens,
+        cache_read_tokens=event.cache_read_tokens,
+        cache_write_tokens=event.cache_write_tokens,
+    )
+    return UsageRecord(
+        org_id=event.org_id,
+        app_id=event.app_id,
+        request_id=event.request_id,
+        model_label=event.model_label,
+        bedrock_model_id=spec.bedrock_model_id,
+        timestamp=event.timestamp,
+        org_timezone=org.settings.timezone,
+        input_tokens=event.input_tokens,
+        output_tokens=event.output_tokens,
+        cache_read_tokens=event.cache_read_tokens,
+        cache_write_tokens=event.cache_write_tokens,
+        cost_usd_micros=cost,
+        price_version=org.price_version,
+        accepted_at_ms=int(event.accepted_at.timestamp() * 1000),
+        written_at_ms=int(time.time() * 1000),
+    )
+
+
 class UsageWriter:
     def __init__(self, settings: WorkerSettings, ddb: DynamoDBClient, catalog: CatalogStore) -> None:
         self._settings = settings
@@ -55,33 +87,7 @@ class UsageWriter:
         org = await self._catalog.get_org(event.org_id)
         if org is None:
             return Rejected(event, "UNKNOWN_ORG")
-        spec = org.settings.models.get(event.model_label)
-        if spec is None:
-            return Rejected(event, "UNKNOWN_MODEL_LABEL")
-        cost = cost_usd_micros(
-            spec.prices,
-            input_tokens=event.input_tokens,
-            output_tokens=event.output_tokens,
-            cache_read_tokens=event.cache_read_tokens,
-            cache_write_tokens=event.cache_write_tokens,
-        )
-        return UsageRecord(
-            org_id=event.org_id,
-            app_id=event.app_id,
-            request_id=event.request_id,
-            model_label=event.model_label,
-            bedrock_model_id=spec.bedrock_model_id,
-            timestamp=event.timestamp,
-            org_timezone=org.settings.timezone,
-            input_tokens=event.input_tokens,
-            output_tokens=event.output_tokens,
-            cache_read_tokens=event.cache_read_tokens,
-            cache_write_tokens=event.cache_write_tokens,
-            cost_usd_micros=cost,
-            price_version=org.price_version,
-            accepted_at_ms=int(event.accepted_at.timestamp() * 1000),
-            written_at_ms=int(time.time() * 1000),
-        )
+        return price_event(org, event)
 
     async def process(self, message: UsageMessage) -> MessageOutcome:
         """Raises on any error worth retrying; the whole message is then redelivered, which is safe."""
