@@ -7,6 +7,7 @@ COPY ingest_api ./ingest_api
 COPY workers ./workers
 COPY aggregator ./aggregator
 COPY catalog ./catalog
+COPY runtime ./runtime
 COPY infra ./infra
 RUN pip install --quiet .
 USER nobody

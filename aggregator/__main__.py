@@ -8,8 +8,8 @@ import signal
 
 from aggregator.consumer import Aggregator, AggregatorStats
 from aggregator.settings import AggregatorSettings
-from infra.aws import open_async_clients
-from infra.stats_file import write_stats
+from runtime.aws import open_async_clients
+from runtime.stats_file import write_stats
 
 
 async def main(settings: AggregatorSettings) -> None:

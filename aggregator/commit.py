@@ -19,8 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from aggregator.keys import AggregateKey
-from aggregator.rollup import Totals
+from aggregator.aggregates import AggregateKey, Totals, aggregate_update
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -157,26 +156,6 @@ def aggregate_updates(table: str, deltas: Mapping[AggregateKey, Totals], now_ms:
     if len(deltas) > MAX_AGGREGATES_PER_TRANSACTION:
         raise ValueError(f"{len(deltas)} aggregates exceed one transaction; split the run first")
     return [{"Update": aggregate_update(table, key, totals, now_ms)} for key, totals in sorted(deltas.items())]
-
-
-def aggregate_update(table: str, key: AggregateKey, totals: Totals, now_ms: str) -> dict[str, Any]:
-    values = {f":{name}": {"N": str(value)} for name, value in totals.as_dict().items()}
-    adds = ", ".join(f"{name} :{name}" for name in totals.as_dict())
-    return {
-        "TableName": table,
-        "Key": key.item_key(),
-        "UpdateExpression": f"ADD {adds} SET org_id = :org, app_id = :app, model_label = :label, #day = :day, "
-        "updated_at_ms = :now",
-        "ExpressionAttributeNames": {"#day": "day"},
-        "ExpressionAttributeValues": {
-            **values,
-            ":org": {"S": key.org_id},
-            ":app": {"S": key.app_id},
-            ":label": {"S": key.model_label},
-            ":day": {"S": key.day},
-            ":now": {"N": now_ms},
-        },
-    }
 
 
 def _checkpoint_condition_failed(exc: ClientError) -> bool:

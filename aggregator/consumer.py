@@ -11,14 +11,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aggregator.commit import MAX_AGGREGATES_PER_TRANSACTION, CheckpointMoved, CheckpointStore
 from aggregator.lag import LagHistogram
-from aggregator.rollup import chunk_by_keys, malformed, rollup
+from aggregator.rollup import chunk_by_keys, rollup
 from aggregator.settings import AggregatorSettings
+from aggregator.shards import list_shards, stream_arn_of
+from aggregator.stream_record import StreamRecord, decode_all
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -41,10 +42,6 @@ class AggregatorStats:
     errors: int = 0
     trimmed_restarts: int = 0
     malformed_records: int = 0
-    # Epoch ms the last applied usage item was written by the worker, and when it was applied.
-    last_written_at_ms: int = 0
-    last_applied_at_ms: int = 0
-    lag_ms: list[int] = field(default_factory=list)
     # Every applied event, from the API's acceptance (accepted_at_ms) to this process's commit: the end-to-end lag;
     # and its last part, from the worker's write (written_at_ms) to the commit: the stream and the aggregator.
     end_to_end_lag: LagHistogram = field(default_factory=LagHistogram)
@@ -154,19 +151,20 @@ class ShardReader:
             return True
         return False
 
-    async def _apply(self, position: str | None, records: list[Any]) -> str:
-        self._stats.records_read += len(records)
-        skipped = malformed(records)
+    async def _apply(self, position: str | None, raw_records: list[Any]) -> str:
+        self._stats.records_read += len(raw_records)
+        records = decode_all(raw_records)
+        skipped = [r for r in records if r.malformed]
         if skipped:
             self._stats.malformed_records += len(skipped)
             log.error(
                 "shard %s: %d stream record(s) are not usage items and count for nothing, e.g. key %s",
                 self._shard_id,
                 len(skipped),
-                skipped[0].get("dynamodb", {}).get("Keys"),
+                skipped[0].raw.get("dynamodb", {}).get("Keys"),
             )
         for run in chunk_by_keys(records, MAX_AGGREGATES_PER_TRANSACTION):
-            last = str(run[-1]["dynamodb"]["SequenceNumber"])
+            last = run[-1].sequence_number
             deltas = rollup(run)
             await self._checkpoints.commit(
                 self._stream_arn, self._shard_id, position, last, deltas, self._settings.aws.names.aggregates_table
@@ -179,45 +177,19 @@ class ShardReader:
         assert position is not None
         return position
 
-    def _note_applied(self, run: list[Mapping[str, Any]]) -> None:
+    def _note_applied(self, run: list[StreamRecord]) -> None:
         now_ms = int(time.time() * 1000)
         for record in run:
-            image = record.get("dynamodb", {}).get("NewImage")
-            if record.get("eventName") == "INSERT" and image and "written_at_ms" in image:
+            usage = record.inserted
+            if usage is not None:
                 self._stats.usage_applied += 1
-                written = int(image["written_at_ms"]["N"])
-                self._stats.last_written_at_ms = max(self._stats.last_written_at_ms, written)
-                self._stats.lag_ms.append(now_ms - written)
-                self._stats.stream_lag.record(now_ms - written)
-                if "accepted_at_ms" in image:
-                    self._stats.end_to_end_lag.record(now_ms - int(image["accepted_at_ms"]["N"]))
-        del self._stats.lag_ms[:-10_000]
-        self._stats.last_applied_at_ms = now_ms
+                self._stats.stream_lag.record(now_ms - usage.written_at_ms)
+                self._stats.end_to_end_lag.record(now_ms - usage.accepted_at_ms)
 
 
 async def _sleep_unless(event: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(event.wait(), timeout=seconds)
-
-
-async def stream_arn_of(ddb: DynamoDBClient, table: str) -> str:
-    table_description = (await ddb.describe_table(TableName=table))["Table"]
-    arn = table_description.get("LatestStreamArn")
-    if not arn:
-        raise RuntimeError(f"table {table} has no stream; run `costkeeper init`")
-    return arn
-
-
-async def list_shards(streams: DynamoDBStreamsClient, stream_arn: str) -> list[dict[str, Any]]:
-    shards: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {"StreamArn": stream_arn}
-    while True:
-        description = (await streams.describe_stream(**kwargs))["StreamDescription"]
-        shards.extend(dict(s) for s in description.get("Shards", []))
-        last = description.get("LastEvaluatedShardId")
-        if not last:
-            return shards
-        kwargs["ExclusiveStartShardId"] = last
 
 
 class Aggregator:

@@ -27,8 +27,9 @@ from typing import Any
 from aggregator.commit import MAX_AGGREGATES_PER_TRANSACTION, BatchMarkers
 from aggregator.rollup import chunk_by_keys, rollup
 from aggregator.settings import AggregatorSettings
-from infra.aws import open_async_clients
-from infra.lambda_runtime import ContainerState
+from aggregator.stream_record import decode_all
+from runtime.aws import open_async_clients
+from runtime.lambda_container import ContainerState
 
 log = logging.getLogger("aggregator")
 
@@ -64,12 +65,11 @@ async def apply_records(target: StreamTarget, records: list[dict[str, Any]]) -> 
     if len(arns) != 1:
         raise ValueError(f"one batch comes from one stream shard, got records of {sorted(arns)}")
     [stream_arn] = arns
-    for run in chunk_by_keys(list(records), MAX_AGGREGATES_PER_TRANSACTION):
+    for run in chunk_by_keys(decode_all(records), MAX_AGGREGATES_PER_TRANSACTION):
         deltas = rollup(run)
         if not deltas:
             continue  # only removals: nothing to apply, so nothing to guard
-        first = str(run[0]["dynamodb"]["SequenceNumber"])
-        last = str(run[-1]["dynamodb"]["SequenceNumber"])
+        first, last = run[0].sequence_number, run[-1].sequence_number
         if await target.markers.commit(stream_arn, first, last, deltas, target.aggregates_table):
             outcome.runs_applied += 1
             outcome.aggregate_writes += len(deltas)

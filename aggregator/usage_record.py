@@ -2,6 +2,10 @@
 
 The aggregator is the consumer, so it owns the attribute names; the worker builds items with `to_item`. Pure: the
 item format is plain DynamoDB AttributeValue dicts, no boto.
+
+Versions (`schema_version`): 1 is every item written before the attribute existed, 2 adds it. A reader takes both,
+and a token category missing from an item as 0, so items already in the table (and in the stream) still count after
+a new category is added. A version newer than this reader knows is not read: deploy readers first.
 """
 
 from __future__ import annotations
@@ -10,9 +14,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from aggregator.keys import AggregateKey, org_local_day
+from aggregator.aggregates import AggregateKey
+from catalog.model import org_local_day
+from catalog.token_counts import TokenCounts
 
 USAGE_KEY_SEPARATOR = "#"
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = frozenset({1, 2})
+
+
+class UnreadableUsageItem(ValueError):
+    """An item written in a usage item format this reader does not know."""
 
 
 def usage_key(org_id: str, app_id: str, request_id: str) -> dict[str, dict[str, str]]:
@@ -29,10 +41,7 @@ class UsageRecord:
     bedrock_model_id: str
     timestamp: datetime
     org_timezone: str
-    input_tokens: int
-    output_tokens: int
-    cache_read_tokens: int
-    cache_write_tokens: int
+    tokens: TokenCounts
     cost_usd_micros: int
     price_version: int
     # Epoch milliseconds: when the API accepted the event and when the worker wrote the item.
@@ -47,6 +56,7 @@ class UsageRecord:
     def to_item(self, expires_at_s: int | None = None) -> dict[str, Any]:
         item: dict[str, Any] = {
             **usage_key(self.org_id, self.app_id, self.request_id),
+            "schema_version": {"N": str(SCHEMA_VERSION)},
             "org_id": {"S": self.org_id},
             "app_id": {"S": self.app_id},
             "request_id": {"S": self.request_id},
@@ -54,10 +64,7 @@ class UsageRecord:
             "bedrock_model_id": {"S": self.bedrock_model_id},
             "timestamp": {"S": self.timestamp.isoformat()},
             "org_timezone": {"S": self.org_timezone},
-            "input_tokens": {"N": str(self.input_tokens)},
-            "output_tokens": {"N": str(self.output_tokens)},
-            "cache_read_tokens": {"N": str(self.cache_read_tokens)},
-            "cache_write_tokens": {"N": str(self.cache_write_tokens)},
+            **{name: {"N": str(count)} for name, count in self.tokens.counts().items()},
             "cost_usd_micros": {"N": str(self.cost_usd_micros)},
             "price_version": {"N": str(self.price_version)},
             "accepted_at_ms": {"N": str(self.accepted_at_ms)},
@@ -69,12 +76,17 @@ class UsageRecord:
 
     @classmethod
     def from_image(cls, image: dict[str, Any]) -> UsageRecord:
+        """Raises KeyError, ValueError or TypeError for an image that is not a usage item this reader knows."""
+
         def s(name: str) -> str:
             return str(image[name]["S"])
 
         def n(name: str) -> int:
             return int(image[name]["N"])
 
+        version = n("schema_version") if "schema_version" in image else 1
+        if version not in READABLE_VERSIONS:
+            raise UnreadableUsageItem(f"usage item schema version {version} is newer than this reader")
         return cls(
             org_id=s("org_id"),
             app_id=s("app_id"),
@@ -83,10 +95,7 @@ class UsageRecord:
             bedrock_model_id=s("bedrock_model_id"),
             timestamp=datetime.fromisoformat(s("timestamp")),
             org_timezone=s("org_timezone"),
-            input_tokens=n("input_tokens"),
-            output_tokens=n("output_tokens"),
-            cache_read_tokens=n("cache_read_tokens"),
-            cache_write_tokens=n("cache_write_tokens"),
+            tokens=TokenCounts.from_counts({name: n(name) for name in TokenCounts.model_fields if name in image}),
             cost_usd_micros=n("cost_usd_micros"),
             price_version=n("price_version"),
             accepted_at_ms=n("accepted_at_ms"),

@@ -45,18 +45,18 @@ from typing import Any
 
 import httpx
 
-from aggregator.keys import day_partition
-from aggregator.rollup import Totals
+from aggregator.aggregates import Totals, day_partition
 from bench.load import LoadResult, run_load
 from bench.report import fmt, ms, per_event, percentile, table, verdict
 from bench.workload import ORG_SETTINGS, PlannedEvent, PlannedRequest, expected_totals, plan_requests
 from catalog.model import AppSettings
 from catalog.store import CatalogStore
 from infra import emulator
-from infra.aws import ENDPOINT_VARIABLES, AwsSettings, ResourceNames, open_async_clients
 from infra.processes import PipelineProcess, child_environment, wait_for_http
-from infra.resources import ensure_resources
-from infra.stats_file import read_stats
+from infra.resource_setup import ensure_resources
+from runtime.aws import ENDPOINT_VARIABLES, AwsSettings, open_async_clients
+from runtime.resources import ResourceNames
+from runtime.stats_file import read_stats
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_DIR = REPO / ".run" / "bench"

@@ -27,15 +27,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from aggregator.commit import aggregate_update
-from aggregator.rollup import Totals
+from aggregator.aggregates import Totals, aggregate_update
 from aggregator.usage_record import UsageRecord
 from catalog.model import Org
 from catalog.store import CatalogStore
-from infra.aws import AwsSettings, open_async_clients
-from infra.stats_file import stats_path, write_stats
 from ingest_api.submission import BatchSubmission, Rejection, UsageSubmission, check_against_org, to_event
-from workers.processor import price_event
+from runtime.aws import AwsSettings, open_async_clients
+from runtime.stats_file import stats_path, write_stats
+from workers.pricing import price_event
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -76,7 +75,7 @@ async def _org(state: _State, request: Request) -> tuple[Org, str] | JSONRespons
 
 async def _write(state: _State, org: Org, app_id: str, submission: UsageSubmission, now: datetime) -> None:
     # Priced exactly as the worker prices; check_against_org has already refused unknown labels.
-    record = price_event(org, to_event(submission, org.org_id, app_id, now))
+    record = price_event(org, to_event(submission, org.org_id, app_id, now), int(time.time() * 1000))
     assert isinstance(record, UsageRecord)
     state.stats.put_items += 1
     try:
@@ -87,7 +86,7 @@ async def _write(state: _State, org: Org, app_id: str, submission: UsageSubmissi
         state.stats.duplicates += 1
         return
     totals = Totals()
-    totals.add(record)
+    totals.add(record.cost_usd_micros, record.tokens)
     state.stats.update_items += 1
     await state.ddb.update_item(
         **aggregate_update(state.aggregates_table, record.aggregate_key, totals, str(int(time.time() * 1000)))

@@ -13,40 +13,31 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from aggregator.rollup import Totals
+from aggregator.aggregates import Totals
+from catalog.token_counts import TOKEN_FIELDS, TokenCounts
 from infra.seed import SEED_ORG
 
 # The seed's models and prices; no quotas, which only steer model selection and play no part in ingest.
 ORG_SETTINGS = SEED_ORG.model_copy(update={"name": "Benchmark", "daily_quotas_usd_micros": {}})
 LABELS = tuple(ORG_SETTINGS.model_ordering)
+# Every call has input and output; the other categories (cache reads and writes) come with prompt caching.
+ALWAYS = ("input_tokens", "output_tokens")
+CACHED = tuple(name for name in TOKEN_FIELDS if name not in ALWAYS)
 
 
 @dataclass(frozen=True)
 class PlannedEvent:
     label: str
     day: str
-    input_tokens: int
-    output_tokens: int
-    cache_read_tokens: int
-    cache_write_tokens: int
+    tokens: TokenCounts
 
     def totals(self) -> Totals:
         """This event's contribution to its aggregate: the pricing rule restated (round half up, once per request)."""
         p = ORG_SETTINGS.models[self.label].prices
-        numerator = (
-            self.input_tokens * p.input_per_mtok_usd_micros
-            + self.output_tokens * p.output_per_mtok_usd_micros
-            + self.cache_read_tokens * p.cache_read_per_mtok_usd_micros
-            + self.cache_write_tokens * p.cache_write_per_mtok_usd_micros
-        )
-        return Totals(
-            cost_usd_micros=(numerator + 500_000) // 1_000_000,
-            input_tokens=self.input_tokens,
-            output_tokens=self.output_tokens,
-            cache_read_tokens=self.cache_read_tokens,
-            cache_write_tokens=self.cache_write_tokens,
-            request_count=1,
-        )
+        numerator = sum(count * p.per_mtok(name) for name, count in self.tokens.counts().items())
+        totals = Totals()
+        totals.add((numerator + 500_000) // 1_000_000, self.tokens)
+        return totals
 
 
 @dataclass(frozen=True)
@@ -59,24 +50,16 @@ class PlannedRequest:
 def _event(rng: random.Random, now: datetime) -> tuple[dict[str, object], PlannedEvent]:
     label = rng.choice(LABELS)
     cache = label == "premium" and rng.random() < 0.3
-    planned = PlannedEvent(
-        label=label,
-        day=now.date().isoformat(),
-        input_tokens=rng.randint(50, 8000),
-        output_tokens=rng.randint(10, 2000),
-        cache_read_tokens=rng.randint(0, 20_000) if cache else 0,
-        cache_write_tokens=rng.randint(0, 2000) if cache else 0,
-    )
+    counts = {"input_tokens": rng.randint(50, 8000), "output_tokens": rng.randint(10, 2000)}
+    if cache:
+        counts.update({name: rng.randint(0, 20_000) for name in CACHED})
+    planned = PlannedEvent(label=label, day=now.date().isoformat(), tokens=TokenCounts(**counts))
     body: dict[str, object] = {
         "request_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
         "model_label": label,
-        "input_tokens": planned.input_tokens,
-        "output_tokens": planned.output_tokens,
+        **counts,
         "timestamp": now.isoformat(),
     }
-    if cache:
-        body["cache_read_tokens"] = planned.cache_read_tokens
-        body["cache_write_tokens"] = planned.cache_write_tokens
     return body, planned
 
 

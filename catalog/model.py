@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import date, datetime, time
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 from pydantic.config import JsonDict
+
+from catalog.token_counts import price_field
 
 SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9_-]{0,62}[a-z0-9])?$"
 _SLUG = re.compile(SLUG_PATTERN)
@@ -20,6 +23,10 @@ ORG_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 _ORG_ID = re.compile(ORG_ID_PATTERN)
 MAX_MODELS = 20
 MAX_QUOTA_USD_MICROS = 10**15  # a billion dollars a day: far beyond any real quota, far below int64 overflow
+
+
+class UnknownLabels(ValueError):
+    """An app names model labels its org does not have."""
 
 
 def is_org_id(value: str) -> bool:
@@ -75,6 +82,11 @@ class Prices(BaseModel):
     output_per_mtok_usd_micros: UsdMicros
     cache_read_per_mtok_usd_micros: UsdMicros = 0
     cache_write_per_mtok_usd_micros: UsdMicros = 0
+
+    def per_mtok(self, token_field: str) -> int:
+        """The price of one million tokens of a TokenCounts field, e.g. 'input_tokens'."""
+        price: int = getattr(self, price_field(token_field))
+        return price
 
 
 class ModelSpec(BaseModel):
@@ -150,6 +162,18 @@ class AppSettings(BaseModel):
         return self
 
 
+def org_local_day(instant: datetime, timezone: str) -> date:
+    """The calendar day an instant falls on in an org's time zone: the day its spend counts towards."""
+    if instant.tzinfo is None:
+        raise ValueError("timestamp must carry a time zone")
+    return instant.astimezone(ZoneInfo(timezone)).date()
+
+
+def local_midnight(day: date, timezone: str) -> datetime:
+    """The instant an org-local day begins."""
+    return datetime.combine(day, time.min, ZoneInfo(timezone))
+
+
 class Org(BaseModel):
     """An org as stored: its settings plus what the service maintains."""
 
@@ -159,6 +183,12 @@ class Org(BaseModel):
     settings: OrgSettings
     # Bumped whenever any price changes, and written on every usage item priced with it.
     price_version: int = Field(ge=1)
+
+    def local_day(self, instant: datetime) -> date:
+        return org_local_day(instant, self.settings.timezone)
+
+    def day_start(self, day: date) -> datetime:
+        return local_midnight(day, self.settings.timezone)
 
     def prices_for(self, label: str) -> Prices | None:
         spec = self.settings.models.get(label)
@@ -176,7 +206,7 @@ class App(BaseModel):
         unknown = [label for label in self.settings.daily_quotas_usd_micros if label not in org.settings.models]
         unknown += [label for label in self.settings.model_ordering or [] if label not in org.settings.models]
         if unknown:
-            raise ValueError(f"labels unknown to org {org.org_id}: {sorted(set(unknown))}")
+            raise UnknownLabels(f"labels unknown to org {org.org_id}: {sorted(set(unknown))}")
 
     def ordering(self, org: Org) -> list[str]:
         return list(self.settings.model_ordering or org.settings.model_ordering)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import TypeAdapter
 
 from catalog.credentials import Principal, StoredSecret, hash_secret, new_secret, rotated, secret_matches
-from catalog.model import App, AppSettings, Org, OrgSettings
+from catalog.model import App, AppSettings, Org, OrgSettings, UnknownLabels
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -27,8 +27,28 @@ class ConcurrentUpdate(RuntimeError):
     """The item kept changing under us; the caller may retry the whole request."""
 
 
-class UnknownPrincipal(LookupError):
-    pass
+class CatalogEntryNotFound(LookupError):
+    """What a request names does not exist."""
+
+
+class OrgNotFound(CatalogEntryNotFound):
+    def __init__(self, org_id: str) -> None:
+        super().__init__(f"org {org_id} does not exist")
+
+
+class AppNotFound(CatalogEntryNotFound):
+    def __init__(self, org_id: str, app_id: str) -> None:
+        super().__init__(f"app {app_id} does not exist in org {org_id}")
+
+
+class LabelInUse(ValueError):
+    """An org update would remove model labels that apps still name."""
+
+
+def not_found(principal: Principal) -> CatalogEntryNotFound:
+    if principal.app_id is None:
+        return OrgNotFound(principal.org_id)
+    return AppNotFound(principal.org_id, principal.app_id)
 
 
 def org_key(org_id: str) -> dict[str, Any]:
@@ -89,6 +109,18 @@ class CatalogStore:
         item = await self._cached(("org", org_id), org_key(org_id))
         return _org_from_item(org_id, item) if item else None
 
+    async def require_org(self, org_id: str) -> Org:
+        org = await self.get_org(org_id)
+        if org is None:
+            raise OrgNotFound(org_id)
+        return org
+
+    async def require_app(self, org_id: str, app_id: str) -> App:
+        app = await self.get_app(org_id, app_id)
+        if app is None:
+            raise AppNotFound(org_id, app_id)
+        return app
+
     async def get_app(self, org_id: str, app_id: str) -> App | None:
         item = await self._cached(("app", org_id, app_id), app_key(org_id, app_id))
         if not item:
@@ -129,6 +161,13 @@ class CatalogStore:
 
     async def put_org(self, org_id: str, settings: OrgSettings) -> tuple[Org, Provisioned]:
         principal = Principal(org_id)
+        if await self.get_org(org_id) is not None:
+            # Removing a label apps still name would break them; the admin must update those apps first.
+            for app in await self.list_apps(org_id):
+                try:
+                    app.check_against(Org(org_id=org_id, settings=settings, price_version=1))
+                except UnknownLabels as exc:
+                    raise LabelInUse(f"app {app.app_id}: {exc}") from exc
         for _ in range(_MAX_ATTEMPTS):
             item = await self._get_item(org_key(org_id))
             if item is None:
@@ -173,7 +212,7 @@ class CatalogStore:
         for _ in range(_MAX_ATTEMPTS):
             item = await self._get_item(key)
             if item is None:
-                raise UnknownPrincipal(principal.client_id)
+                raise not_found(principal)
             secret = new_secret()
             stored = rotated(_SECRETS.validate_json(item["secrets"]["S"]), hash_secret(secret), grace_hours, now)
             if await self._conditional_update(

@@ -26,11 +26,24 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer
 
 from infra import emulator
-from infra.aws import ENDPOINT_VARIABLES, AwsSettings, localstack_environment, open_async_clients
-from infra.pipeline_status import PipelineStatus, pipeline_status
 from infra.processes import PipelineProcess, child_environment, wait_for_http
-from infra.resources import clear_usage, ensure_resources, scan_items, table_specs
+from infra.resource_setup import clear_usage, ensure_resources, scan_items
 from infra.seed import seed
+from ingest_api.pipeline_status import PipelineStatus, pipeline_status
+from runtime.aws import ENDPOINT_VARIABLES, AwsSettings, open_async_clients
+from runtime.resources import table_specs
+
+
+def localstack_environment(host: str | None = None) -> dict[str, str]:
+    """Endpoint variables for a LocalStack edge (LOCALSTACK_HOST, default localhost:4566), via localstack-client."""
+    from localstack_client.config import get_service_endpoint
+
+    env: dict[str, str] = {}
+    for service, variable in ENDPOINT_VARIABLES.items():
+        url = get_service_endpoint(service, localstack_host=host)
+        if url:
+            env[variable] = url
+    return env
 
 
 def _say(message: str) -> None:

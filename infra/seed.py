@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from catalog.model import AppSettings, ModelSpec, OrgSettings, Prices
 from catalog.store import CatalogStore
-from infra.aws import AwsSettings, open_async_clients
+from runtime.aws import AwsSettings, open_async_clients
 
 SEED_ORG_ID = "550e8400-e29b-41d4-a716-446655440000"
 SEED_APP_ID = "test-app"

@@ -6,20 +6,24 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
+from aggregator.aggregates import AggregateReader
 from catalog.store import CatalogStore
-from infra.aws import open_async_clients
-from infra.stats_file import write_stats
 from ingest_api import routes_auth, routes_ops, routes_provisioning, routes_reads, routes_usage
 from ingest_api.context import Services
-from ingest_api.errors import ApiError, handle_api_error, handle_http_exception, handle_unexpected
+from ingest_api.errors import exception_handlers
 from ingest_api.fallbacks import FallbackStore
+from ingest_api.health import HealthProbe
 from ingest_api.metrics import ApiMetrics, MetricsMiddleware
+from ingest_api.one_time_secrets import OneTimeSecrets
+from ingest_api.pipeline_status import PipelineMonitor
 from ingest_api.publisher import UsagePublisher
 from ingest_api.settings import ApiSettings
+from ingest_api.spend import SpendService
 from ingest_api.tokens import RevocationStore, TokenIssuer
+from runtime.aws import open_async_clients
+from runtime.stats_file import write_stats
 
 ROUTES = [
     *routes_auth.routes,
@@ -43,20 +47,36 @@ def create_app(settings: ApiSettings) -> Starlette:
                 clients.sqs, queue_url, settings.publisher_max_inflight, settings.publish_timeout_s
             )
             publisher.start()
-            app.state.services = Services(
+            catalog = CatalogStore(clients.dynamodb, names.config_table, settings.catalog_cache_ttl_s)
+            services = Services(
                 settings=settings,
-                clients=clients,
-                catalog=CatalogStore(clients.dynamodb, names.config_table, settings.catalog_cache_ttl_s),
+                catalog=catalog,
                 publisher=publisher,
                 issuer=TokenIssuer(settings.jwt_secret, settings.access_token_ttl_s, settings.refresh_token_ttl_s),
                 revocations=RevocationStore(
                     clients.dynamodb, names.revoked_tokens_table, settings.revocation_cache_ttl_s
                 ),
-                fallbacks=FallbackStore(clients.dynamodb, names.config_table),
+                one_time_secrets=OneTimeSecrets(
+                    clients.dynamodb, names.one_time_secrets_table, settings.one_time_secret_ttl_s
+                ),
+                spend=SpendService(
+                    catalog,
+                    AggregateReader(clients.dynamodb, names.aggregates_table),
+                    FallbackStore(clients.dynamodb, names.config_table),
+                    clock=lambda: services.now(),
+                    on_selection=lambda mode: metrics.selections.labels(mode).inc(),
+                ),
+                health=HealthProbe(clients, names, queue_url, dlq_url),
+                pipeline=PipelineMonitor(
+                    clients,
+                    names,
+                    settings.metrics_refresh_s,
+                    on_status=metrics.record_status,
+                    on_error=metrics.status_errors.inc,
+                ),
                 metrics=metrics,
-                queue_url=queue_url,
-                dlq_url=dlq_url,
             )
+            app.state.services = services
             try:
                 yield
             finally:
@@ -69,9 +89,5 @@ def create_app(settings: ApiSettings) -> Starlette:
         routes=ROUTES,
         lifespan=lifespan,
         middleware=[Middleware(MetricsMiddleware, metrics=lambda: metrics, routes=ROUTES)],
-        exception_handlers={
-            ApiError: handle_api_error,
-            HTTPException: handle_http_exception,
-            Exception: handle_unexpected,
-        },
+        exception_handlers=exception_handlers(),
     )

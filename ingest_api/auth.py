@@ -1,21 +1,43 @@
-"""Who is calling, and may they touch this org or app.
+"""Who is calling, resolved once per request here, and may they touch this org or app.
 
 Admin endpoints take the admin API key (X-API-Key). Client endpoints take a bearer access token: an org token may act
-on its org and every app of it, an app token only on its own app, and neither on anything of another org.
+on its org and every app of it, an app token only on its own app, and neither on anything of another org. Routes
+declare which they are with `admin_endpoint` or `client_endpoint`; nothing else reads credentials, so anything that
+must happen per caller (a per-client limit, say) has this one home.
 """
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import wraps
+from typing import Literal
 
 from starlette.requests import Request
+from starlette.responses import Response
 
 from catalog.credentials import Principal
-from ingest_api.context import Services
-from ingest_api.errors import ApiError
-from ingest_api.tokens import InvalidToken, TokenClaims
+from ingest_api.context import Services, services
+from ingest_api.errors import BEARER_CHALLENGE, ApiError
+from ingest_api.requests import path_app_id, path_org_id
+from ingest_api.tokens import TokenClaims, TokenRevoked
 
-_BEARER = {"WWW-Authenticate": 'Bearer realm="bedrock-cost-keeper"'}
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class ClientCall:
+    """A client request that passed authentication and authorisation for the org (and app) in its path."""
+
+    svc: Services
+    claims: TokenClaims
+    org_id: str
+    app_id: str | None  # None: an org-wide route
+
+    @property
+    def principal(self) -> Principal:
+        return self.claims.principal
 
 
 def require_admin(request: Request, svc: Services) -> None:
@@ -27,18 +49,15 @@ def require_admin(request: Request, svc: Services) -> None:
         raise ApiError(401, "INVALID_API_KEY", "a valid X-API-Key header is required")
 
 
-async def require_token(request: Request, svc: Services) -> TokenClaims:
+async def bearer_claims(request: Request, svc: Services) -> TokenClaims:
+    """The access token's claims; raises for a missing, invalid, expired or revoked token."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(401, "UNAUTHORIZED", "a bearer access token is required", headers=_BEARER)
-    try:
-        claims = svc.issuer.decode(token.strip(), expected="access")
-    except InvalidToken as exc:
-        code = "TOKEN_EXPIRED" if "expired" in str(exc) else "INVALID_TOKEN"
-        raise ApiError(401, code, str(exc), headers=_BEARER) from exc
+        raise ApiError(401, "UNAUTHORIZED", "a bearer access token is required", headers=BEARER_CHALLENGE)
+    claims = svc.issuer.decode(token.strip(), expected="access")
     if await svc.revocations.is_revoked(claims):
-        raise ApiError(401, "TOKEN_REVOKED", "this token has been revoked", headers=_BEARER)
+        raise TokenRevoked("this token has been revoked")
     return claims
 
 
@@ -48,3 +67,36 @@ def authorize(principal: Principal, org_id: str, app_id: str | None) -> None:
         raise ApiError(403, "FORBIDDEN", "this token is not valid for that org")
     if principal.app_id is not None and principal.app_id != app_id:
         raise ApiError(403, "FORBIDDEN", "this token is not valid for that app")
+
+
+def client_endpoint(
+    scope: Literal["org", "app"],
+) -> Callable[[Callable[[Request, ClientCall], Awaitable[Response]]], Endpoint]:
+    """A route for bearer tokens, on /orgs/{org_id} (scope org) or /orgs/{org_id}/apps/{app_id} (scope app)."""
+
+    def decorate(handler: Callable[[Request, ClientCall], Awaitable[Response]]) -> Endpoint:
+        @wraps(handler)
+        async def endpoint(request: Request) -> Response:
+            svc = services(request)
+            # Path ids first: a malformed id is a 400 whoever asks.
+            org_id = path_org_id(request)
+            app_id = path_app_id(request) if scope == "app" else None
+            claims = await bearer_claims(request, svc)
+            authorize(claims.principal, org_id, app_id)
+            return await handler(request, ClientCall(svc, claims, org_id, app_id))
+
+        return endpoint
+
+    return decorate
+
+
+def admin_endpoint(handler: Callable[[Request, Services], Awaitable[Response]]) -> Endpoint:
+    """A route for the admin API key."""
+
+    @wraps(handler)
+    async def endpoint(request: Request) -> Response:
+        svc = services(request)
+        require_admin(request, svc)
+        return await handler(request, svc)
+
+    return endpoint

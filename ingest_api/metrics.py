@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from infra.aws import AsyncClients, ResourceNames
-from infra.pipeline_status import PipelineStatus, pipeline_status
+from ingest_api.pipeline_status import PipelineStatus
 
 log = logging.getLogger("ingest_api.metrics")
 
@@ -45,28 +43,14 @@ class ApiMetrics:
             "ck_aggregator_lag_seconds", "age of the oldest stream record not yet aggregated", registry=r
         )
         self.status_errors = Counter("ck_pipeline_status_errors", "failed pipeline status refreshes", registry=r)
-        self._refreshed_at = 0.0
-        # The last measurement, for the /status page; None until one succeeded.
-        self.last_status: PipelineStatus | None = None
 
     def record_status(self, status: PipelineStatus) -> None:
-        self.last_status = status
         for label, depth in (("usage", status.queue), ("dead_letter", status.dead_letter)):
             self.queue_messages.labels(label, "visible").set(depth.visible)
             self.queue_messages.labels(label, "in_flight").set(depth.in_flight)
             self.queue_messages.labels(label, "delayed").set(depth.delayed)
         self.aggregator_pending.set(status.pending_records)
         self.aggregator_lag.set(status.lag_s)
-
-    async def refresh(self, clients: AsyncClients, names: ResourceNames, max_age_s: float) -> None:
-        if time.monotonic() - self._refreshed_at < max_age_s:
-            return
-        self._refreshed_at = time.monotonic()
-        try:
-            self.record_status(await pipeline_status(clients, names))
-        except Exception:
-            self.status_errors.inc()
-            log.exception("could not refresh pipeline status")
 
     def exposition(self) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
@@ -105,6 +89,3 @@ class MetricsMiddleware:
             route = self._template(scope)
             metrics.requests.labels(scope["method"], route, str(status["code"])).inc()
             metrics.latency.labels(scope["method"], route).observe(time.perf_counter() - started)
-
-
-MetricsHandler = Callable[[Request], Awaitable[Response]]

@@ -14,16 +14,13 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ingest_api.packing import pack
 from workers.message import MAX_EVENTS_PER_MESSAGE, MAX_MESSAGE_BYTES, UsageEvent, encode, encoded_size
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
 
 log = logging.getLogger("ingest_api.publisher")
-
-MAX_ENTRIES_PER_BATCH = 10
-# SendMessageBatch limits the sum of its entries as well as each one.
-MAX_BATCH_BYTES = MAX_MESSAGE_BYTES
 
 
 class QueueUnavailable(RuntimeError):
@@ -113,28 +110,8 @@ class UsagePublisher:
                 return
 
     def _take_batch(self) -> list[list[_Pending]]:
-        """Pack pending requests into up to ten messages within the size limits, in arrival order."""
-        messages: list[list[_Pending]] = []
-        current: list[_Pending] = []
-        current_size = current_events = total = 0
-        while self._pending:
-            nxt = self._pending[0]
-            if total + nxt.size > MAX_BATCH_BYTES:
-                break
-            if current and (
-                current_size + nxt.size > MAX_MESSAGE_BYTES or current_events + len(nxt.events) > MAX_EVENTS_PER_MESSAGE
-            ):
-                messages.append(current)
-                current, current_size, current_events = [], 0, 0
-                if len(messages) == MAX_ENTRIES_PER_BATCH:
-                    break
-            self._pending.pop(0)
-            current.append(nxt)
-            current_size += nxt.size
-            current_events += len(nxt.events)
-            total += nxt.size
-        if current:
-            messages.append(current)
+        messages = pack(self._pending)
+        del self._pending[: sum(len(m) for m in messages)]
         return messages
 
     async def _send(self, messages: list[list[_Pending]]) -> None:

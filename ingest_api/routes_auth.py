@@ -16,7 +16,7 @@ from catalog.credentials import Principal
 from ingest_api.context import services
 from ingest_api.errors import ApiError
 from ingest_api.requests import MAX_BODY_BYTES, parse_model, read_json
-from ingest_api.tokens import InvalidToken, TokenPair
+from ingest_api.tokens import InvalidToken, TokenExpired, TokenPair, TokenRevoked
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -104,19 +104,15 @@ async def token(request: Request) -> JSONResponse:
 async def refresh(request: Request) -> JSONResponse:
     svc = services(request)
     body = parse_model(RefreshRequest, await _form_or_json(request))
-    try:
-        claims = svc.issuer.decode(body.refresh_token, expected="refresh")
-    except InvalidToken as exc:
-        # The same codes as for access tokens: TOKEN_EXPIRED tells the client to authenticate afresh.
-        code = "TOKEN_EXPIRED" if "expired" in str(exc) else "INVALID_TOKEN"
-        raise ApiError(401, code, f"refresh token rejected: {exc}") from exc
+    # The same codes as for access tokens (TOKEN_EXPIRED tells the client to authenticate afresh).
+    claims = svc.issuer.decode(body.refresh_token, expected="refresh")
     if await svc.revocations.is_revoked(claims):
-        raise ApiError(401, "TOKEN_REVOKED", "this refresh token has been revoked or already used")
+        raise TokenRevoked("this refresh token has been revoked or already used")
     if not await svc.catalog.exists(claims.principal):
         raise ApiError(401, "INVALID_CLIENT", "the client no longer exists")
     # Refresh tokens rotate: the old one is spent here, and a second use of it fails (reuse detection).
     if not await svc.revocations.revoke(claims):
-        raise ApiError(401, "TOKEN_REVOKED", "this refresh token has already been used")
+        raise TokenRevoked("this refresh token has already been used")
     return _token_response(svc.issuer.issue(claims.principal), claims.principal)
 
 
@@ -125,10 +121,11 @@ async def revoke(request: Request) -> JSONResponse:
     body = parse_model(RevokeRequest, await _form_or_json(request))
     try:
         claims = svc.issuer.decode(body.token, expected=None)
+    except TokenExpired:
+        # RFC 7009: revoking a token that is already dead succeeds.
+        return JSONResponse({"revoked": True}, headers=_NO_STORE)
     except InvalidToken as exc:
-        if "expired" in str(exc):
-            # RFC 7009: revoking a token that is already dead succeeds.
-            return JSONResponse({"revoked": True}, headers=_NO_STORE)
+        # Here the token is the request's subject, not its credential: a bad one is bad input (400), not a 401.
         raise ApiError(400, "INVALID_TOKEN", "not a token issued by this service") from exc
     await svc.revocations.revoke(claims)
     return JSONResponse({"revoked": True, "token_type": claims.token_type}, headers=_NO_STORE)

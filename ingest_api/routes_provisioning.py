@@ -11,11 +11,10 @@ from starlette.routing import Route
 
 from catalog.credentials import MAX_GRACE_HOURS, Principal
 from catalog.model import App, AppSettings, Org, OrgSettings
-from catalog.store import ConcurrentUpdate, Provisioned, UnknownPrincipal
-from ingest_api.auth import require_admin
+from catalog.store import Provisioned
+from ingest_api.auth import admin_endpoint
 from ingest_api.context import Services, services
 from ingest_api.errors import ApiError
-from ingest_api.one_time_secrets import OneTimeSecrets
 from ingest_api.requests import body_as, path_app_id, path_org_id
 
 
@@ -25,14 +24,8 @@ class RotateRequest(BaseModel):
     grace_period_hours: int = Field(default=24, ge=0, le=MAX_GRACE_HOURS, strict=True)
 
 
-def _one_time(svc: Services) -> OneTimeSecrets:
-    return OneTimeSecrets(
-        svc.clients.dynamodb, svc.settings.aws.names.one_time_secrets_table, svc.settings.one_time_secret_ttl_s
-    )
-
-
 async def _credentials(svc: Services, client_id: str, secret: str) -> dict[str, Any]:
-    claim, expires_at = await _one_time(svc).park(client_id, secret)
+    claim, expires_at = await svc.one_time_secrets.park(client_id, secret)
     return {
         "client_id": client_id,
         "client_secret": secret,
@@ -56,76 +49,39 @@ async def _respond(svc: Services, body: dict[str, Any], provisioned: Provisioned
     return JSONResponse(body, status_code=201 if provisioned.created else 200, headers={"Cache-Control": "no-store"})
 
 
-async def _org_or_404(svc: Services, org_id: str) -> Org:
-    org = await svc.catalog.get_org(org_id)
-    if org is None:
-        raise ApiError(404, "ORG_NOT_FOUND", f"org {org_id} does not exist")
-    return org
-
-
-async def put_org(request: Request) -> JSONResponse:
-    svc = services(request)
-    require_admin(request, svc)
+@admin_endpoint
+async def put_org(request: Request, svc: Services) -> JSONResponse:
     org_id = path_org_id(request)
     settings = await body_as(request, OrgSettings)
-    existing = await svc.catalog.get_org(org_id)
-    if existing is not None:
-        # Removing a label apps still name would break them; the admin must update those apps first.
-        for app in await svc.catalog.list_apps(org_id):
-            try:
-                app.check_against(Org(org_id=org_id, settings=settings, price_version=1))
-            except ValueError as exc:
-                raise ApiError(409, "LABEL_IN_USE", f"app {app.app_id}: {exc}") from exc
-    try:
-        org, provisioned = await svc.catalog.put_org(org_id, settings)
-    except ConcurrentUpdate as exc:
-        raise ApiError(409, "CONCURRENT_UPDATE", str(exc)) from exc
+    org, provisioned = await svc.catalog.put_org(org_id, settings)
     return await _respond(svc, _org_body(org), provisioned)
 
 
-async def get_org(request: Request) -> JSONResponse:
-    svc = services(request)
-    require_admin(request, svc)
-    org = await _org_or_404(svc, path_org_id(request))
+@admin_endpoint
+async def get_org(request: Request, svc: Services) -> JSONResponse:
+    org = await svc.catalog.require_org(path_org_id(request))
     apps = await svc.catalog.list_apps(org.org_id)
     return JSONResponse({**_org_body(org), "apps": [a.app_id for a in apps]})
 
 
-async def put_app(request: Request) -> JSONResponse:
-    svc = services(request)
-    require_admin(request, svc)
+@admin_endpoint
+async def put_app(request: Request, svc: Services) -> JSONResponse:
     org_id, app_id = path_org_id(request), path_app_id(request)
     settings = await body_as(request, AppSettings)
-    org = await _org_or_404(svc, org_id)
-    try:
-        app, provisioned = await svc.catalog.put_app(org, app_id, settings)
-    except ValueError as exc:
-        raise ApiError(422, "UNKNOWN_MODEL_LABEL", str(exc)) from exc
-    except ConcurrentUpdate as exc:
-        raise ApiError(409, "CONCURRENT_UPDATE", str(exc)) from exc
+    org = await svc.catalog.require_org(org_id)
+    app, provisioned = await svc.catalog.put_app(org, app_id, settings)
     return await _respond(svc, _app_body(app), provisioned)
 
 
-async def get_app(request: Request) -> JSONResponse:
-    svc = services(request)
-    require_admin(request, svc)
-    org_id, app_id = path_org_id(request), path_app_id(request)
-    app = await svc.catalog.get_app(org_id, app_id)
-    if app is None:
-        raise ApiError(404, "APP_NOT_FOUND", f"app {app_id} does not exist in org {org_id}")
+@admin_endpoint
+async def get_app(request: Request, svc: Services) -> JSONResponse:
+    app = await svc.catalog.require_app(path_org_id(request), path_app_id(request))
     return JSONResponse(_app_body(app))
 
 
-async def _rotate(request: Request, principal: Principal) -> JSONResponse:
-    svc = services(request)
+async def _rotate(request: Request, svc: Services, principal: Principal) -> JSONResponse:
     body = await body_as(request, RotateRequest) if await request.body() else RotateRequest()
-    try:
-        secret = await svc.catalog.rotate_secret(principal, body.grace_period_hours)
-    except UnknownPrincipal as exc:
-        code = "ORG_NOT_FOUND" if principal.app_id is None else "APP_NOT_FOUND"
-        raise ApiError(404, code, f"{principal.client_id} does not exist") from exc
-    except ConcurrentUpdate as exc:
-        raise ApiError(409, "CONCURRENT_UPDATE", str(exc)) from exc
+    secret = await svc.catalog.rotate_secret(principal, body.grace_period_hours)
     return JSONResponse(
         {
             "credentials": await _credentials(svc, principal.client_id, secret),
@@ -135,20 +91,20 @@ async def _rotate(request: Request, principal: Principal) -> JSONResponse:
     )
 
 
-async def rotate_org(request: Request) -> JSONResponse:
-    require_admin(request, services(request))
-    return await _rotate(request, Principal(path_org_id(request)))
+@admin_endpoint
+async def rotate_org(request: Request, svc: Services) -> JSONResponse:
+    return await _rotate(request, svc, Principal(path_org_id(request)))
 
 
-async def rotate_app(request: Request) -> JSONResponse:
-    require_admin(request, services(request))
-    return await _rotate(request, Principal(path_org_id(request), path_app_id(request)))
+@admin_endpoint
+async def rotate_app(request: Request, svc: Services) -> JSONResponse:
+    return await _rotate(request, svc, Principal(path_org_id(request), path_app_id(request)))
 
 
 async def claim_secret(request: Request) -> JSONResponse:
     svc = services(request)
     claim = str(request.path_params["claim"])
-    found = await _one_time(svc).claim(claim) if 20 <= len(claim) <= 100 else None
+    found = await svc.one_time_secrets.claim(claim) if 20 <= len(claim) <= 100 else None
     if found is None:
         raise ApiError(404, "SECRET_NOT_FOUND", "no such secret, or it was already claimed, or it expired")
     client_id, secret = found

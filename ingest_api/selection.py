@@ -69,19 +69,29 @@ class Selection:
     statuses: tuple[LabelStatus, ...]
 
 
-def label_caps(org: Org, app: App, label: str, org_spend: dict[str, int], app_spend: dict[str, int]) -> tuple[Cap, ...]:
-    org_quota = org.settings.daily_quotas_usd_micros.get(label)
-    app_quota = app.settings.daily_quotas_usd_micros.get(label)
-    caps: list[Cap] = []
+def org_quota(org: Org, label: str) -> int | None:
+    """The cap on the whole org's spend on a label: the org's quota in ORG scope; none in APP scope."""
     if org.settings.quota_scope == "ORG":
-        if org_quota is not None:
-            caps.append(Cap("org", org_spend.get(label, 0), org_quota))
-        if app_quota is not None:
-            caps.append(Cap("app", app_spend.get(label, 0), app_quota))
-    else:
-        quota = app_quota if app_quota is not None else org_quota
-        if quota is not None:
-            caps.append(Cap("app", app_spend.get(label, 0), quota))
+        return org.settings.daily_quotas_usd_micros.get(label)
+    return None
+
+
+def app_quota(org: Org, app: App, label: str) -> int | None:
+    """The cap on one app's own spend on a label: its own quota, or in APP scope the org's quota as its default."""
+    quota = app.settings.daily_quotas_usd_micros.get(label)
+    if quota is None and org.settings.quota_scope == "APP":
+        return org.settings.daily_quotas_usd_micros.get(label)
+    return quota
+
+
+def label_caps(org: Org, app: App, label: str, org_spend: dict[str, int], app_spend: dict[str, int]) -> tuple[Cap, ...]:
+    caps: list[Cap] = []
+    org_cap = org_quota(org, label)
+    if org_cap is not None:
+        caps.append(Cap("org", org_spend.get(label, 0), org_cap))
+    app_cap = app_quota(org, app, label)
+    if app_cap is not None:
+        caps.append(Cap("app", app_spend.get(label, 0), app_cap))
     return tuple(caps)
 
 
@@ -96,3 +106,19 @@ def select_model(
             mode: Mode = "TIGHT" if status.tight else "NORMAL"
             return Selection(status.model_label, position, mode, statuses)
     return Selection(None, len(ordering), "EXHAUSTED", statuses)
+
+
+def describe_labels(selection: Selection) -> list[dict[str, object]]:
+    """Each label's standing, as model-selection answers (and its 429) report it."""
+    return [
+        {
+            "model_label": status.model_label,
+            "available": status.available,
+            "quota_used_percent": None if status.percent is None else round(status.percent, 2),
+            "caps": [
+                {"scope": c.scope, "spend_usd_micros": c.spend_usd_micros, "quota_usd_micros": c.quota_usd_micros}
+                for c in status.caps
+            ],
+        }
+        for status in selection.statuses
+    ]

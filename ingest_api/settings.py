@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.aws import AwsSettings
-from infra.stats_file import stats_path
+from runtime.aws import AwsSettings
+from runtime.stats_file import stats_path
 
 log = logging.getLogger("ingest_api")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 import time
 
-from infra.pipeline_status import PipelineStatus
+from ingest_api.pipeline_status import PipelineStatus
 
 REFRESH_S = 5
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, TypeGuard
-from zoneinfo import ZoneInfo
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from catalog.model import Org
-from workers.message import TokenCount, UsageEvent
+from catalog.token_counts import TokenCounts
+from workers.message import UsageEvent
 
 MAX_BATCH_ITEMS = 100
 REQUEST_ID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
@@ -19,6 +19,8 @@ _REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 RequestId = Annotated[
     str,
     Field(pattern=REQUEST_ID_PATTERN, description="UUID the client generates once per model call; retries reuse it"),
+    # One spelling from here on: keys, duplicate checks and answers all use the lower-case form.
+    AfterValidator(str.lower),
 ]
 
 
@@ -36,15 +38,13 @@ def _representable_in_utc(value: datetime) -> datetime:
     return value
 
 
-class UsageSubmission(BaseModel):
+class UsageSubmission(TokenCounts):
+    """One usage event as a client posts it: the TokenCounts fields (each optional, 0 if absent) plus these."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     request_id: RequestId
     model_label: str = Field(min_length=1, max_length=64)
-    input_tokens: TokenCount = 0
-    output_tokens: TokenCount = 0
-    cache_read_tokens: TokenCount = 0
-    cache_write_tokens: TokenCount = 0
     timestamp: Annotated[AwareDatetime, AfterValidator(_representable_in_utc)] = Field(
         description="when the model call happened, ISO 8601 with a UTC offset"
     )
@@ -76,18 +76,17 @@ def check_against_org(
     timestamp = submission.timestamp.astimezone(UTC)
     if timestamp > now + timedelta(seconds=clock_skew_s):
         raise Rejection("TIMESTAMP_IN_FUTURE", "timestamp is in the future")
-    zone = ZoneInfo(org.settings.timezone)
-    local_now = now.astimezone(zone)
-    day_start = local_now.replace(hour=0, minute=0, second=0, microsecond=0)
+    today = org.local_day(now)
+    day_start = org.day_start(today)
     # Usage of the previous local day is accepted for a grace period after midnight: calls in flight at midnight.
     if (now - day_start).total_seconds() < late_arrival_grace_s:
-        window_start = (day_start - timedelta(days=1)).replace(tzinfo=None).replace(tzinfo=zone)
+        window_start = org.day_start(today - timedelta(days=1))
     else:
         window_start = day_start
     if timestamp < window_start:
         raise Rejection(
             "TIMESTAMP_OUTSIDE_DAY_WINDOW",
-            f"timestamp is before the current org-local day ({day_start.date().isoformat()} in "
+            f"timestamp is before the current org-local day ({today.isoformat()} in "
             f"{org.settings.timezone}, from {window_start.isoformat()})",
         )
 
@@ -96,12 +95,9 @@ def to_event(submission: UsageSubmission, org_id: str, app_id: str, accepted_at:
     return UsageEvent(
         org_id=org_id,
         app_id=app_id,
-        request_id=submission.request_id.lower(),
+        request_id=submission.request_id,
         model_label=submission.model_label,
-        input_tokens=submission.input_tokens,
-        output_tokens=submission.output_tokens,
-        cache_read_tokens=submission.cache_read_tokens,
-        cache_write_tokens=submission.cache_write_tokens,
         timestamp=submission.timestamp,
         accepted_at=accepted_at,
+        **TokenCounts.of(submission).counts(),
     )

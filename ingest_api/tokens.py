@@ -25,7 +25,15 @@ TokenType = Literal["access", "refresh"]
 
 
 class InvalidToken(ValueError):
-    pass
+    """Not a token this service issued for this use: bad signature, wrong type, malformed claims."""
+
+
+class TokenExpired(InvalidToken):
+    """A token of ours whose lifetime is over: the client should authenticate afresh."""
+
+
+class TokenRevoked(Exception):
+    """A token of ours that was revoked, or a refresh token that was already spent."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +91,7 @@ class TokenIssuer:
                 options={"require": ["exp", "iat", "jti", "sub", "typ"]},
             )
         except jwt.ExpiredSignatureError as exc:
-            raise InvalidToken("token expired") from exc
+            raise TokenExpired("token expired") from exc
         except jwt.PyJWTError as exc:
             raise InvalidToken("token invalid") from exc
         token_type = claims.get("typ")

@@ -7,8 +7,8 @@ import logging
 import signal
 
 from catalog.store import CatalogStore
-from infra.aws import open_async_clients
-from infra.stats_file import write_stats
+from runtime.aws import open_async_clients
+from runtime.stats_file import write_stats
 from workers.consumer import Worker, describe_stats
 from workers.processor import UsageWriter
 from workers.settings import WorkerSettings

@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from infra.resources import QUEUE_VISIBILITY_TIMEOUT_S
+from runtime.resources import QUEUE_VISIBILITY_TIMEOUT_S
 from workers.processor import UsageWriter
 from workers.settings import WorkerSettings
 from workers.settle import MessageSettler

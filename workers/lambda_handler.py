@@ -15,8 +15,8 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from catalog.store import CatalogStore
-from infra.aws import open_async_clients
-from infra.lambda_runtime import ContainerState
+from runtime.aws import open_async_clients
+from runtime.lambda_container import ContainerState
 from workers.processor import UsageWriter
 from workers.settings import WorkerSettings
 from workers.settle import MessageSettler

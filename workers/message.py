@@ -7,31 +7,30 @@ rate-limited per request, so packing events is what keeps the queue cheap at hig
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from catalog.model import OrgId, Slug
+from catalog.token_counts import TokenCounts
 
+# The version this API writes, and the ones this worker reads: after a change, the previous version stays readable
+# for as long as messages of it can be queued (and redriven from the dead-letter queue). Deploy readers first.
 SCHEMA_VERSION = 1
+READABLE_VERSIONS = frozenset({1})
 # SQS accepts 256 KiB everywhere (1 MiB in newer regions); stay under the older limit with headroom for attributes.
 MAX_MESSAGE_BYTES = 240 * 1024
 MAX_EVENTS_PER_MESSAGE = 500
 
-TokenCount = Annotated[int, Field(ge=0, le=10**9, strict=True)]
 
+class UsageEvent(TokenCounts):
+    """One priced-to-be model call; its token counts are the TokenCounts fields (a missing category reads as 0)."""
 
-class UsageEvent(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     org_id: OrgId
     app_id: Slug
     request_id: str = Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
     model_label: Slug
-    input_tokens: TokenCount = 0
-    output_tokens: TokenCount = 0
-    cache_read_tokens: TokenCount = 0
-    cache_write_tokens: TokenCount = 0
     timestamp: AwareDatetime
     # When the API accepted the event, for end-to-end latency figures.
     accepted_at: datetime
@@ -40,8 +39,15 @@ class UsageEvent(BaseModel):
 class UsageMessage(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    v: Literal[1] = 1
+    v: int = Field(default=SCHEMA_VERSION, strict=True)
     events: list[UsageEvent] = Field(min_length=1, max_length=MAX_EVENTS_PER_MESSAGE)
+
+    @field_validator("v")
+    @classmethod
+    def _readable(cls, v: int) -> int:
+        if v not in READABLE_VERSIONS:
+            raise ValueError(f"message schema version {v} is not one of {sorted(READABLE_VERSIONS)}")
+        return v
 
 
 class PoisonMessage(ValueError):
@@ -49,7 +55,7 @@ class PoisonMessage(ValueError):
 
 
 def encode(events: list[UsageEvent]) -> str:
-    return UsageMessage(events=events).model_dump_json()
+    return UsageMessage(v=SCHEMA_VERSION, events=events).model_dump_json()
 
 
 def encoded_size(event: UsageEvent) -> int:

@@ -13,23 +13,14 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from aggregator.usage_record import UsageRecord
-from catalog.model import Org
 from catalog.store import CatalogStore
 from workers.insert import MAX_STATEMENTS_PER_BATCH, BatchInserter
 from workers.message import UsageEvent, UsageMessage
-from workers.pricing import cost_usd_micros
+from workers.pricing import Rejected, price_event
 from workers.settings import WorkerSettings
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
-
-
-@dataclass(frozen=True)
-class Rejected:
-    """An event no retry can price: its org or model label is gone. It goes to the dead-letter queue."""
-
-    event: UsageEvent
-    reason: str
 
 
 @dataclass
@@ -37,37 +28,6 @@ class MessageOutcome:
     written: int = 0
     duplicates: int = 0
     rejected: list[Rejected] = field(default_factory=list)
-
-
-def price_event(org: Org, event: UsageEvent) -> UsageRecord | Rejected:
-    """The usage item for one event, priced with the org's current prices (and stamped with their version)."""
-    spec = org.settings.models.get(event.model_label)
-    if spec is None:
-        return Rejected(event, "UNKNOWN_MODEL_LABEL")
-    cost = cost_usd_micros(
-        spec.prices,
-        input_tokens=event.input_tokens,
-        output_tokens=event.output_tokens,
-        cache_read_tokens=event.cache_read_tokens,
-        cache_write_tokens=event.cache_write_tokens,
-    )
-    return UsageRecord(
-        org_id=event.org_id,
-        app_id=event.app_id,
-        request_id=event.request_id,
-        model_label=event.model_label,
-        bedrock_model_id=spec.bedrock_model_id,
-        timestamp=event.timestamp,
-        org_timezone=org.settings.timezone,
-        input_tokens=event.input_tokens,
-        output_tokens=event.output_tokens,
-        cache_read_tokens=event.cache_read_tokens,
-        cache_write_tokens=event.cache_write_tokens,
-        cost_usd_micros=cost,
-        price_version=org.price_version,
-        accepted_at_ms=int(event.accepted_at.timestamp() * 1000),
-        written_at_ms=int(time.time() * 1000),
-    )
 
 
 class UsageWriter:
@@ -87,7 +47,8 @@ class UsageWriter:
         org = await self._catalog.get_org(event.org_id)
         if org is None:
             return Rejected(event, "UNKNOWN_ORG")
-        return price_event(org, event)
+        # Stamped again when the item is written (_write); this one only keeps the record complete meanwhile.
+        return price_event(org, event, int(time.time() * 1000))
 
     async def process(self, message: UsageMessage) -> MessageOutcome:
         """Raises on any error worth retrying; the whole message is then redelivered, which is safe."""

@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from infra import emulator
-from infra.aws import ENDPOINT_VARIABLES, AwsSettings
-from infra.resources import clear_usage, ensure_resources
+from infra.resource_setup import clear_usage, ensure_resources
+from runtime.aws import ENDPOINT_VARIABLES, AwsSettings
 from tests.integration.harness import REPO, Pipeline, api_client, pipeline_env, wait_idle
 
 

@@ -17,9 +17,9 @@ from typing import Any, TypeVar
 
 import httpx
 
-from infra.aws import AwsSettings, open_async_clients
-from infra.pipeline_status import PipelineStatus, pipeline_status
 from infra.processes import PipelineProcess, child_environment, wait_for_http
+from ingest_api.pipeline_status import PipelineStatus, pipeline_status
+from runtime.aws import AwsSettings, open_async_clients
 
 ADMIN_KEY = "test-admin-" + secrets.token_urlsafe(12)
 JWT_SECRET = secrets.token_urlsafe(48)

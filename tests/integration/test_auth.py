@@ -10,7 +10,7 @@ import httpx
 import jwt
 import pytest
 
-from infra.aws import AwsSettings
+from runtime.aws import AwsSettings
 from tests.integration.client_api import ADMIN, bearer, expect_error, mint, token_pair
 from tests.integration.harness import Tenant, eventually, provision
 

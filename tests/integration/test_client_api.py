@@ -11,9 +11,9 @@ import pytest
 from openapi_spec_validator import validate
 from starlette.routing import Route
 
-from infra.aws import AwsSettings
-from infra.resources import table_specs
 from ingest_api.app import ROUTES
+from runtime.aws import AwsSettings
+from runtime.resources import table_specs
 from tests.integration.client_api import ADMIN, add_app, bearer, expect_error, midday_timezone, read_when, row
 from tests.integration.harness import org_settings, price, provision, usage
 

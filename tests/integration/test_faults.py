@@ -32,11 +32,12 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from aggregator.keys import parse_sort_key
+from aggregator.aggregates import parse_sort_key
 from infra import emulator
-from infra.aws import AwsSettings, ResourceNames
 from infra.processes import PipelineProcess
-from infra.resources import ensure_resources, scan_items, table_specs
+from infra.resource_setup import ensure_resources, scan_items
+from runtime.aws import AwsSettings
+from runtime.resources import ResourceNames, table_specs
 from tests.integration.harness import (
     REPO,
     Pipeline,

@@ -39,9 +39,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from infra.aws import AwsSettings
-from infra.resources import scan_items
+from infra.resource_setup import scan_items
 from ingest_api.openapi import build_openapi
+from runtime.aws import AwsSettings
 from tests.integration.harness import ADMIN_KEY, Pipeline, Tenant, api_client, eventually, provision
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ import pytest
 
 from catalog.model import OrgSettings
 from catalog.store import CatalogStore
-from infra.aws import AwsSettings, open_async_clients
+from runtime.aws import AwsSettings, open_async_clients
 from workers.insert import BatchInserter
 from workers.message import UsageEvent, UsageMessage
 from workers.processor import UsageWriter

@@ -28,13 +28,14 @@ from boto3.dynamodb.types import TypeDeserializer
 
 import aggregator.lambda_handler
 import workers.lambda_handler
+from aggregator.aggregates import day_partition
 from aggregator.commit import MAX_AGGREGATES_PER_TRANSACTION
-from aggregator.keys import day_partition
 from aggregator.usage_record import UsageRecord
 from catalog.model import OrgSettings
 from catalog.store import CatalogStore
-from infra.aws import AwsSettings, ResourceNames, open_async_clients
-from infra.resources import ensure_resources, scan_items, table_specs
+from infra.resource_setup import ensure_resources, scan_items
+from runtime.aws import AwsSettings, open_async_clients
+from runtime.resources import ResourceNames, table_specs
 from tests.integration.harness import eventually, org_settings, price
 from workers.message import UsageEvent, encode
 

@@ -28,9 +28,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from aggregator.usage_record import UsageRecord
 from catalog.credentials import Principal
 from catalog.store import CatalogStore
-from infra.aws import ENDPOINT_VARIABLES, AwsSettings, ResourceNames, open_async_clients
 from infra.processes import child_environment
-from infra.resources import ensure_resources, scan_items, table_specs
+from infra.resource_setup import ensure_resources, scan_items
+from runtime.aws import ENDPOINT_VARIABLES, AwsSettings, open_async_clients
+from runtime.resources import ResourceNames, table_specs
 from tests.integration.harness import ADMIN_KEY, REPO, Pipeline, eventually, pipeline_env, status
 
 pytestmark = pytest.mark.integration

@@ -10,8 +10,8 @@ import httpx
 import pytest
 from boto3.dynamodb.types import TypeDeserializer
 
-from infra.aws import AwsSettings
-from infra.resources import scan_items
+from infra.resource_setup import scan_items
+from runtime.aws import AwsSettings
 from tests.integration.harness import ADMIN_KEY, eventually, org_settings, price, provision, usage, wait_idle
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from infra.aws import AwsSettings
+from runtime.aws import AwsSettings
 from tests.integration.client_api import ADMIN, add_app, bearer, expect_error, midday_timezone, token_pair
 from tests.integration.harness import Tenant, org_settings, provision, usage, wait_idle
 

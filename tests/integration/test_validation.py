@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from infra.aws import AwsSettings
+from runtime.aws import AwsSettings
 from tests.integration.client_api import ADMIN, expect_error, midday_timezone, read_when, row
 from tests.integration.harness import Tenant, org_settings, price, provision, usage, wait_idle
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from aggregator.usage_record import UsageRecord
 from catalog.model import App, AppSettings, ModelSpec, Org, OrgSettings, Prices
+from catalog.token_counts import TOKEN_FIELDS, TokenCounts
 
 ORG_ID = "550e8400-e29b-41d4-a716-446655440000"
 OTHER_ORG_ID = "6ba7b810-9dad-11d1-80b4-00c04fd430c8"
@@ -63,6 +64,8 @@ def app(
 
 
 def usage(**overrides: Any) -> UsageRecord:
+    """A usage record; token counts are given by their field names (input_tokens=...) like every other field."""
+    counts = {name: overrides.pop(name) for name in TOKEN_FIELDS if name in overrides}
     record = UsageRecord(
         org_id=ORG_ID,
         app_id="chatbot",
@@ -71,16 +74,13 @@ def usage(**overrides: Any) -> UsageRecord:
         bedrock_model_id="vendor.standard-v1",
         timestamp=datetime(2024, 6, 15, 12, 0, tzinfo=UTC),
         org_timezone="UTC",
-        input_tokens=1_000,
-        output_tokens=200,
-        cache_read_tokens=0,
-        cache_write_tokens=0,
+        tokens=TokenCounts(**{"input_tokens": 1_000, "output_tokens": 200, **counts}),
         cost_usd_micros=6_000,
         price_version=1,
         accepted_at_ms=1_718_452_800_000,
         written_at_ms=1_718_452_800_050,
     )
-    return replace(record, **overrides)
+    return with_changes(record, **overrides)
 
 
 _sequence = iter(range(10**20, 10**21))
@@ -106,3 +106,11 @@ def remove(record: UsageRecord) -> Mapping[str, Any]:
         "eventName": "REMOVE",
         "dynamodb": {"OldImage": record.to_item(), "SequenceNumber": str(next(_sequence))},
     }
+
+
+def with_changes(record: UsageRecord, **overrides: Any) -> UsageRecord:
+    """dataclasses.replace, with token counts given by their field names."""
+    counts = {name: overrides.pop(name) for name in TOKEN_FIELDS if name in overrides}
+    if counts:
+        overrides["tokens"] = TokenCounts(**{**record.tokens.counts(), **counts})
+    return replace(record, **overrides)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aggregator.keys import AggregateKey, app_prefix, day_partition, org_local_day, parse_sort_key
+from aggregator.aggregates import AggregateKey, app_prefix, day_partition, org_local_day, parse_sort_key
 from tests.unit.factories import ORG_ID
 
 

@@ -7,7 +7,7 @@ from contextlib import AsyncExitStack
 
 import pytest
 
-from infra.lambda_runtime import ContainerState
+from runtime.lambda_container import ContainerState
 
 
 class Opened:

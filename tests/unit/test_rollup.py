@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,21 +10,37 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aggregator.keys import AggregateKey
-from aggregator.rollup import Totals, changes, chunk_by_keys, malformed, rollup
+from aggregator import rollup as decoded_rollup
+from aggregator.aggregates import COUNTERS, AggregateKey, Totals
+from aggregator.stream_record import Change, decode, decode_all
 from aggregator.usage_record import UsageRecord
-from tests.unit.factories import ORG_ID, OTHER_ORG_ID, insert, modify, remove, usage
+from tests.unit.factories import ORG_ID, OTHER_ORG_ID, insert, modify, remove, usage, with_changes
 
 NOON = datetime(2024, 6, 15, 12, 0, tzinfo=UTC)
 
 
+# The records below are raw stream records, as GetRecords and Lambda deliver them; the readers decode each once
+# (aggregator/stream_record.py) and roll up and chunk the decoded ones. These helpers do the same.
+def rollup(records: list[Mapping[str, Any]]) -> dict[AggregateKey, Totals]:
+    return decoded_rollup.rollup(decode_all(records))
+
+
+def changes(record: Mapping[str, Any]) -> list[Change]:
+    return list(decode(record).changes)
+
+
+def malformed(records: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return [r for r in records if decode(r).malformed]
+
+
+def chunk_by_keys(records: list[Mapping[str, Any]], max_keys: int) -> list[list[Mapping[str, Any]]]:
+    return [[r.raw for r in run] for run in decoded_rollup.chunk_by_keys(decode_all(records), max_keys)]
+
+
 def totals_of(record: UsageRecord, sign: int = 1) -> Totals:
-    return Totals(
+    return Totals.of(
         cost_usd_micros=sign * record.cost_usd_micros,
-        input_tokens=sign * record.input_tokens,
-        output_tokens=sign * record.output_tokens,
-        cache_read_tokens=sign * record.cache_read_tokens,
-        cache_write_tokens=sign * record.cache_write_tokens,
+        **{name: sign * count for name, count in record.tokens.counts().items()},
         request_count=sign,
     )
 
@@ -48,7 +63,7 @@ def test_inserts_on_one_key_sum() -> None:
     a = usage(input_tokens=10, output_tokens=1, cost_usd_micros=5)
     b = usage(input_tokens=7, output_tokens=3, cache_read_tokens=2, cost_usd_micros=11)
     assert rollup([insert(a), insert(b)]) == {
-        key(): Totals(
+        key(): Totals.of(
             cost_usd_micros=16,
             input_tokens=17,
             output_tokens=4,
@@ -85,9 +100,9 @@ def test_insert_is_keyed_by_org_local_day() -> None:
 
 def test_modify_moves_the_difference_on_the_same_key() -> None:
     old = usage(input_tokens=100, output_tokens=50, cache_read_tokens=5, cost_usd_micros=900)
-    new = replace(old, input_tokens=120, output_tokens=40, cache_read_tokens=5, cost_usd_micros=1000)
+    new = with_changes(old, input_tokens=120, output_tokens=40, cache_read_tokens=5, cost_usd_micros=1000)
     assert rollup([modify(old, new)]) == {
-        key(): Totals(
+        key(): Totals.of(
             cost_usd_micros=100,
             input_tokens=20,
             output_tokens=-10,
@@ -100,13 +115,13 @@ def test_modify_moves_the_difference_on_the_same_key() -> None:
 
 def test_modify_after_insert_leaves_the_new_values() -> None:
     old = usage(input_tokens=100, cost_usd_micros=900)
-    new = replace(old, input_tokens=150, cost_usd_micros=1_350)
+    new = with_changes(old, input_tokens=150, cost_usd_micros=1_350)
     assert rollup([insert(old), modify(old, new)]) == {key(): totals_of(new)}
 
 
 def test_modify_that_changes_the_label_moves_the_request_between_keys() -> None:
     old = usage(model_label="premium", cost_usd_micros=5_000)
-    new = replace(old, model_label="economy", cost_usd_micros=500)
+    new = with_changes(old, model_label="economy", cost_usd_micros=500)
     assert rollup([modify(old, new)]) == {
         key(label="premium"): totals_of(old, -1),
         key(label="economy"): totals_of(new),
@@ -115,7 +130,7 @@ def test_modify_that_changes_the_label_moves_the_request_between_keys() -> None:
 
 def test_modify_that_changes_the_day_moves_the_request_between_days() -> None:
     old = usage(timestamp=NOON)
-    new = replace(old, timestamp=NOON - timedelta(days=1))
+    new = with_changes(old, timestamp=NOON - timedelta(days=1))
     assert rollup([modify(old, new)]) == {
         key(day="2024-06-15"): totals_of(old, -1),
         key(day="2024-06-14"): totals_of(new),
@@ -125,7 +140,7 @@ def test_modify_that_changes_the_day_moves_the_request_between_days() -> None:
 def test_modify_of_the_org_time_zone_alone_can_change_the_day() -> None:
     # 23:30 UTC is the 15th in UTC but the 16th in Tokyo.
     old = usage(timestamp=datetime(2024, 6, 15, 23, 30, tzinfo=UTC))
-    new = replace(old, org_timezone="Asia/Tokyo")
+    new = with_changes(old, org_timezone="Asia/Tokyo")
     assert rollup([modify(old, new)]) == {
         key(day="2024-06-15"): totals_of(old, -1),
         key(day="2024-06-16"): totals_of(new),
@@ -134,14 +149,14 @@ def test_modify_of_the_org_time_zone_alone_can_change_the_day() -> None:
 
 def test_insert_then_modify_to_another_label_leaves_only_the_new_label() -> None:
     old = usage(model_label="premium")
-    new = replace(old, model_label="economy")
+    new = with_changes(old, model_label="economy")
     # The premium key nets to zero and is dropped, not written as a zero delta.
     assert rollup([insert(old), modify(old, new)]) == {key(label="economy"): totals_of(new)}
 
 
 def test_modify_that_changes_nothing_counted_is_dropped() -> None:
     old = usage()
-    new = replace(old, written_at_ms=old.written_at_ms + 5_000, price_version=old.price_version + 1)
+    new = with_changes(old, written_at_ms=old.written_at_ms + 5_000, price_version=old.price_version + 1)
     assert rollup([modify(old, new)]) == {}
 
 
@@ -168,7 +183,7 @@ def test_unknown_events_and_records_without_images_are_ignored() -> None:
 
 def test_deltas_that_cancel_are_dropped() -> None:
     a = usage(input_tokens=10, cost_usd_micros=30)
-    b = replace(a, input_tokens=20, cost_usd_micros=60)
+    b = with_changes(a, input_tokens=20, cost_usd_micros=60)
     # a -> b -> a: the key nets to exactly the one insert.
     assert rollup([insert(a), modify(a, b), modify(b, a)]) == {key(): totals_of(a)}
     # Without the insert everything cancels.
@@ -176,16 +191,16 @@ def test_deltas_that_cancel_are_dropped() -> None:
 
 
 def test_totals_item_round_trip_and_merge() -> None:
-    t = Totals(1, 2, 3, 4, 5, 6)
+    t = Totals.of(**dict(zip(COUNTERS, (1, 2, 3, 4, 5, 6), strict=True)))
     item = {name: {"N": str(value)} for name, value in t.as_dict().items()}
     assert Totals.from_item(item) == t
     # Missing attributes (an aggregate item written before a counter existed) read as zero.
-    assert Totals.from_item({"cost_usd_micros": {"N": "9"}}) == Totals(cost_usd_micros=9)
-    merged = Totals(1, 1, 1, 1, 1, 1)
+    assert Totals.from_item({"cost_usd_micros": {"N": "9"}}) == Totals.of(cost_usd_micros=9)
+    merged = Totals.of(**dict.fromkeys(COUNTERS, 1))
     merged.merge(t)
-    assert merged == Totals(2, 3, 4, 5, 6, 7)
+    assert merged == Totals.of(**dict(zip(COUNTERS, (2, 3, 4, 5, 6, 7), strict=True)))
     assert Totals().is_zero()
-    assert not Totals(request_count=-1).is_zero()
+    assert not Totals.of(request_count=-1).is_zero()
 
 
 # --- chunk_by_keys ------------------------------------------------------------------------------------------------
@@ -220,7 +235,7 @@ def test_chunk_keeps_repeats_of_a_key_in_the_same_run() -> None:
 
 def test_chunk_counts_both_keys_of_a_modify() -> None:
     a = usage(model_label="premium")
-    b = replace(a, model_label="economy")
+    b = with_changes(a, model_label="economy")
     records = [insert(usage(model_label="standard")), modify(a, b)]
     # standard + premium + economy = 3 keys: over a limit of 2, so the MODIFY starts a new run.
     assert chunk_by_keys(records, 2) == [[records[0]], [records[1]]]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from infra.stats_file import read_stats, stats_path, write_stats
+from runtime.stats_file import read_stats, stats_path, write_stats
 
 
 def test_written_stats_read_back(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""infra/deploy/template.yaml declares what infra/resources.py creates, wires the Lambda handlers that exist, and lints.
+"""infra/deploy/template.yaml declares what runtime/resources.py defines, wires the Lambda handlers that exist, lints.
 
 The template is parsed with cfn-lint's own decoder, so !Ref/!Sub/!GetAtt arrive as their long forms (Fn::Sub ...).
 """
@@ -13,12 +13,12 @@ import pytest
 from cfnlint.api import lint
 from cfnlint.decode import decode_str
 
-from infra.aws import ResourceNames
-from infra.resources import (
+from runtime.resources import (
     DLQ_RETENTION_S,
     MAX_RECEIVE_COUNT,
     QUEUE_RETENTION_S,
     TTL_ATTRIBUTE,
+    ResourceNames,
     TableSpec,
     table_specs,
 )

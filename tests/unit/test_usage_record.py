@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aggregator.keys import AggregateKey
+from aggregator.aggregates import AggregateKey
 from aggregator.usage_record import UsageRecord, usage_key
 from catalog.model import is_slug
 from tests.unit.factories import ORG_ID, OTHER_ORG_ID, usage

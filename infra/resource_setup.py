@@ -1,7 +1,6 @@
-"""The tables and queues of one deployment, and the idempotent `init` and `clear` that act on them.
+"""Creating the tables and queues of one deployment (`costkeeper init`) and clearing their data (`clear`).
 
-The CloudFormation template in infra/deploy/ declares the same resources for AWS; tests/unit/test_template.py keeps the
-two in step.
+What the resources are is defined in runtime/resources.py; this is the operator's side that acts on them.
 """
 
 from __future__ import annotations
@@ -9,49 +8,23 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from infra.aws import AwsSettings, ResourceNames
+from runtime.aws import AwsSettings
+from runtime.resources import (
+    DLQ_RETENTION_S,
+    MAX_RECEIVE_COUNT,
+    QUEUE_RETENTION_S,
+    QUEUE_VISIBILITY_TIMEOUT_S,
+    TTL_ATTRIBUTE,
+    ResourceNames,
+    TableSpec,
+    table_specs,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_sqs import SQSClient
-
-TTL_ATTRIBUTE = "expires_at"
-
-# Redrive after five receives: enough to ride out throttling and a restart, few enough that a poison message reaches
-# the dead-letter queue within minutes.
-MAX_RECEIVE_COUNT = 5
-QUEUE_VISIBILITY_TIMEOUT_S = 30
-QUEUE_RETENTION_S = 4 * 24 * 3600
-DLQ_RETENTION_S = 14 * 24 * 3600
-
-
-@dataclass(frozen=True)
-class TableSpec:
-    name: str
-    stream: bool = False
-    ttl: bool = False
-    has_sort_key: bool = True
-    role: str = ""
-
-
-def table_specs(names: ResourceNames) -> list[TableSpec]:
-    return [
-        TableSpec(names.config_table, ttl=True, role="orgs, apps, hashed credentials, sticky model fallbacks"),
-        TableSpec(names.usage_table, stream=True, ttl=True, has_sort_key=False, role="one item per request_id"),
-        TableSpec(names.aggregates_table, role="daily spend per org / app / model label / org-local day"),
-        TableSpec(
-            names.checkpoints_table,
-            # Shard checkpoints never expire; the Lambda aggregator's batch markers do (aggregator/commit.py).
-            ttl=True,
-            has_sort_key=False,
-            role="aggregator's position in each stream shard, or its batch markers under Lambda",
-        ),
-        TableSpec(names.revoked_tokens_table, ttl=True, has_sort_key=False, role="revoked token ids until expiry"),
-        TableSpec(names.one_time_secrets_table, ttl=True, has_sort_key=False, role="secrets claimable once"),
-    ]
 
 
 def _create_table(ddb: DynamoDBClient, spec: TableSpec) -> None:

@@ -17,6 +17,9 @@ import boto3
 from aiobotocore.session import get_session
 from botocore.config import Config
 
+from runtime.env import overrides
+from runtime.resources import DEFAULT_PREFIX, ResourceNames
+
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodbstreams import DynamoDBStreamsClient
@@ -30,57 +33,6 @@ ENDPOINT_VARIABLES = {
     "dynamodb": "AWS_ENDPOINT_URL_DYNAMODB",
     "dynamodbstreams": "AWS_ENDPOINT_URL_DYNAMODB_STREAMS",
 }
-
-
-def localstack_environment(host: str | None = None) -> dict[str, str]:
-    """Endpoint variables for a LocalStack edge (LOCALSTACK_HOST, default localhost:4566), via localstack-client."""
-    from localstack_client.config import get_service_endpoint
-
-    env: dict[str, str] = {}
-    for service, variable in ENDPOINT_VARIABLES.items():
-        url = get_service_endpoint(service, localstack_host=host)
-        if url:
-            env[variable] = url
-    return env
-
-
-@dataclass(frozen=True)
-class ResourceNames:
-    """Physical names of the tables and queues, all derived from one prefix so stacks can share an account."""
-
-    prefix: str
-
-    @property
-    def config_table(self) -> str:
-        return f"{self.prefix}config"
-
-    @property
-    def usage_table(self) -> str:
-        return f"{self.prefix}usage"
-
-    @property
-    def aggregates_table(self) -> str:
-        return f"{self.prefix}aggregates"
-
-    @property
-    def checkpoints_table(self) -> str:
-        return f"{self.prefix}stream-checkpoints"
-
-    @property
-    def revoked_tokens_table(self) -> str:
-        return f"{self.prefix}revoked-tokens"
-
-    @property
-    def one_time_secrets_table(self) -> str:
-        return f"{self.prefix}one-time-secrets"
-
-    @property
-    def usage_queue(self) -> str:
-        return f"{self.prefix}usage"
-
-    @property
-    def dead_letter_queue(self) -> str:
-        return f"{self.prefix}usage-dlq"
 
 
 @dataclass(frozen=True)
@@ -97,9 +49,9 @@ class AwsSettings:
         endpoints = {svc: env[var] for svc, var in ENDPOINT_VARIABLES.items() if env.get(var)}
         return cls(
             region=region,
-            names=ResourceNames(env.get("CK_RESOURCE_PREFIX", "costkeeper-")),
+            names=ResourceNames(env.get("CK_RESOURCE_PREFIX", DEFAULT_PREFIX)),
             endpoints=endpoints,
-            max_pool_connections=int(env.get("CK_AWS_MAX_POOL_CONNECTIONS", "50")),
+            **overrides(env, {"CK_AWS_MAX_POOL_CONNECTIONS": ("max_pool_connections", int)}),
         )
 
     def botocore_config(self) -> Config:
@@ -112,7 +64,7 @@ class AwsSettings:
             read_timeout=30,
         )
 
-    def _client_kwargs(self, service: str) -> dict[str, Any]:
+    def client_kwargs(self, service: str) -> dict[str, Any]:
         # Passing the endpoint explicitly as well keeps older botocore releases (which ignore the per-service
         # variables) pointed at the same place.
         kwargs: dict[str, Any] = {"region_name": self.region, "config": self.botocore_config()}
@@ -122,13 +74,13 @@ class AwsSettings:
 
     # Synchronous clients, for the operator CLI and the seed/init commands.
     def dynamodb(self) -> DynamoDBClient:
-        return boto3.client("dynamodb", **self._client_kwargs("dynamodb"))
+        return boto3.client("dynamodb", **self.client_kwargs("dynamodb"))
 
     def sqs(self) -> SQSClient:
-        return boto3.client("sqs", **self._client_kwargs("sqs"))
+        return boto3.client("sqs", **self.client_kwargs("sqs"))
 
     def streams(self) -> DynamoDBStreamsClient:
-        return boto3.client("dynamodbstreams", **self._client_kwargs("dynamodbstreams"))
+        return boto3.client("dynamodbstreams", **self.client_kwargs("dynamodbstreams"))
 
 
 @dataclass
@@ -145,10 +97,10 @@ async def open_async_clients(settings: AwsSettings) -> AsyncIterator[AsyncClient
     session = get_session()
     async with AsyncExitStack() as stack:
         dynamodb = await stack.enter_async_context(
-            session.create_client("dynamodb", **settings._client_kwargs("dynamodb"))
+            session.create_client("dynamodb", **settings.client_kwargs("dynamodb"))
         )
-        sqs = await stack.enter_async_context(session.create_client("sqs", **settings._client_kwargs("sqs")))
+        sqs = await stack.enter_async_context(session.create_client("sqs", **settings.client_kwargs("sqs")))
         streams = await stack.enter_async_context(
-            session.create_client("dynamodbstreams", **settings._client_kwargs("dynamodbstreams"))
+            session.create_client("dynamodbstreams", **settings.client_kwargs("dynamodbstreams"))
         )
         yield AsyncClients(dynamodb=dynamodb, sqs=sqs, streams=streams)

@@ -1,0 +1,181 @@
+"""The daily aggregate item: its key, its counters, the update that adds to it, and how it is read back.
+
+The aggregator writes aggregates, so it owns their format; the API's reads (and the operator's tools) come through
+here too, so the layout is written down once.
+
+pk = ORG#{org_id}#DAY#{yyyy-mm-dd} (org-local day), sk = APP#{app_id}#MODEL#{label}: one query returns an org's day,
+a begins_with on sk narrows it to one app. Counters are `cost_usd_micros`, one attribute per token category
+(TokenCounts' field names) and `request_count`, each moved only by ADD; a counter missing from an item reads as 0, so
+an aggregate written before a category existed reads alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from catalog.model import org_local_day
+from catalog.token_counts import TOKEN_FIELDS, TokenCounts
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+
+__all__ = [
+    "COUNTERS",
+    "AggregateKey",
+    "AggregateReader",
+    "DaySpend",
+    "Totals",
+    "aggregate_update",
+    "app_prefix",
+    "day_partition",
+    "org_local_day",
+    "parse_sort_key",
+    "read_day",
+]
+
+COST = "cost_usd_micros"
+REQUESTS = "request_count"
+# Every counter of an aggregate item, in the order reads present them.
+COUNTERS: tuple[str, ...] = (COST, *TOKEN_FIELDS, REQUESTS)
+
+
+@dataclass(frozen=True, order=True)
+class AggregateKey:
+    org_id: str
+    day: str  # ISO date, org-local
+    app_id: str
+    model_label: str
+
+    def item_key(self) -> dict[str, dict[str, str]]:
+        return {
+            "pk": {"S": day_partition(self.org_id, self.day)},
+            "sk": {"S": f"APP#{self.app_id}#MODEL#{self.model_label}"},
+        }
+
+
+def day_partition(org_id: str, day: str) -> str:
+    return f"ORG#{org_id}#DAY#{day}"
+
+
+def app_prefix(app_id: str) -> str:
+    return f"APP#{app_id}#MODEL#"
+
+
+def parse_sort_key(sk: str) -> tuple[str, str]:
+    """(app_id, model_label) of an aggregate item's sort key."""
+    app_part, _, label = sk.partition("#MODEL#")
+    return app_part.removeprefix("APP#"), label
+
+
+def _zero_tokens() -> dict[str, int]:
+    return dict.fromkeys(TOKEN_FIELDS, 0)
+
+
+@dataclass
+class Totals:
+    """Signed sums of an aggregate's counters: a delta to add, or what an item holds."""
+
+    cost_usd_micros: int = 0
+    tokens: dict[str, int] = field(default_factory=_zero_tokens)
+    request_count: int = 0
+
+    @classmethod
+    def of(cls, **counters: int) -> Totals:
+        """From counter names (COUNTERS); those not given are 0."""
+        unknown = set(counters) - set(COUNTERS)
+        if unknown:
+            raise TypeError(f"not aggregate counters: {sorted(unknown)}")
+        tokens = {name: counters.get(name, 0) for name in TOKEN_FIELDS}
+        return cls(counters.get(COST, 0), tokens, counters.get(REQUESTS, 0))
+
+    def add(self, cost_usd_micros: int, tokens: TokenCounts, sign: int = 1) -> None:
+        """Count one request (sign 1) or take one back (sign -1)."""
+        self.cost_usd_micros += sign * cost_usd_micros
+        for name, count in tokens.counts().items():
+            self.tokens[name] = self.tokens.get(name, 0) + sign * count
+        self.request_count += sign
+
+    def merge(self, other: Totals) -> None:
+        self.cost_usd_micros += other.cost_usd_micros
+        for name, count in other.tokens.items():
+            self.tokens[name] = self.tokens.get(name, 0) + count
+        self.request_count += other.request_count
+
+    def is_zero(self) -> bool:
+        return self.cost_usd_micros == 0 and self.request_count == 0 and not any(self.tokens.values())
+
+    def as_dict(self) -> dict[str, int]:
+        return {COST: self.cost_usd_micros, **self.tokens, REQUESTS: self.request_count}
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> Totals:
+        return cls.of(**{name: int(item[name]["N"]) for name in COUNTERS if name in item})
+
+
+def aggregate_update(table: str, key: AggregateKey, totals: Totals, now_ms: str) -> dict[str, Any]:
+    """The Update of one transaction item: ADD every counter, SET the key's parts for readers of the raw item."""
+    counters = totals.as_dict()
+    values = {f":{name}": {"N": str(value)} for name, value in counters.items()}
+    adds = ", ".join(f"{name} :{name}" for name in counters)
+    return {
+        "TableName": table,
+        "Key": key.item_key(),
+        "UpdateExpression": f"ADD {adds} SET org_id = :org, app_id = :app, model_label = :label, #day = :day, "
+        "updated_at_ms = :now",
+        "ExpressionAttributeNames": {"#day": "day"},
+        "ExpressionAttributeValues": {
+            **values,
+            ":org": {"S": key.org_id},
+            ":app": {"S": key.app_id},
+            ":label": {"S": key.model_label},
+            ":day": {"S": key.day},
+            ":now": {"N": now_ms},
+        },
+    }
+
+
+@dataclass
+class DaySpend:
+    """One org-local day of one org: totals per (app, model label)."""
+
+    by_app_label: dict[tuple[str, str], Totals] = field(default_factory=dict)
+
+    def org_by_label(self) -> dict[str, Totals]:
+        result: dict[str, Totals] = {}
+        for (_, label), totals in self.by_app_label.items():
+            result.setdefault(label, Totals()).merge(totals)
+        return result
+
+    def app_by_label(self, app_id: str) -> dict[str, Totals]:
+        return {label: t for (app, label), t in self.by_app_label.items() if app == app_id}
+
+
+async def read_day(ddb: DynamoDBClient, table: str, org_id: str, day: str) -> DaySpend:
+    spend = DaySpend()
+    kwargs: dict[str, Any] = {
+        "TableName": table,
+        "KeyConditionExpression": "pk = :pk",
+        "ExpressionAttributeValues": {":pk": {"S": day_partition(org_id, day)}},
+        # Strong reads: model selection must see spend the aggregator has just committed.
+        "ConsistentRead": True,
+    }
+    while True:
+        page = await ddb.query(**kwargs)
+        for item in page.get("Items", []):
+            spend.by_app_label[parse_sort_key(item["sk"]["S"])] = Totals.from_item(item)
+        if "LastEvaluatedKey" not in page:
+            return spend
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+class AggregateReader:
+    """The aggregates table, as the API reads it."""
+
+    def __init__(self, ddb: DynamoDBClient, table: str) -> None:
+        self._ddb = ddb
+        self._table = table
+
+    async def day(self, org_id: str, day: str) -> DaySpend:
+        return await read_day(self._ddb, self._table, org_id, day)

@@ -1,0 +1,84 @@
+"""The tables and queues of one deployment: their names, shapes and the constants every process shares.
+
+Definitions only; creating them is operator tooling (infra/resource_setup.py) and the CloudFormation template in
+infra/deploy/ declares the same resources for AWS (tests/unit/test_template.py keeps the two in step).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_PREFIX = "costkeeper-"
+TTL_ATTRIBUTE = "expires_at"
+
+# Redrive after five receives: enough to ride out throttling and a restart, few enough that a poison message reaches
+# the dead-letter queue within minutes.
+MAX_RECEIVE_COUNT = 5
+QUEUE_VISIBILITY_TIMEOUT_S = 30
+QUEUE_RETENTION_S = 4 * 24 * 3600
+DLQ_RETENTION_S = 14 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class ResourceNames:
+    """Physical names of the tables and queues, all derived from one prefix so stacks can share an account."""
+
+    prefix: str
+
+    @property
+    def config_table(self) -> str:
+        return f"{self.prefix}config"
+
+    @property
+    def usage_table(self) -> str:
+        return f"{self.prefix}usage"
+
+    @property
+    def aggregates_table(self) -> str:
+        return f"{self.prefix}aggregates"
+
+    @property
+    def checkpoints_table(self) -> str:
+        return f"{self.prefix}stream-checkpoints"
+
+    @property
+    def revoked_tokens_table(self) -> str:
+        return f"{self.prefix}revoked-tokens"
+
+    @property
+    def one_time_secrets_table(self) -> str:
+        return f"{self.prefix}one-time-secrets"
+
+    @property
+    def usage_queue(self) -> str:
+        return f"{self.prefix}usage"
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return f"{self.prefix}usage-dlq"
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    stream: bool = False
+    ttl: bool = False
+    has_sort_key: bool = True
+    role: str = ""
+
+
+def table_specs(names: ResourceNames) -> list[TableSpec]:
+    return [
+        TableSpec(names.config_table, ttl=True, role="orgs, apps, hashed credentials, sticky model fallbacks"),
+        TableSpec(names.usage_table, stream=True, ttl=True, has_sort_key=False, role="one item per request_id"),
+        TableSpec(names.aggregates_table, role="daily spend per org / app / model label / org-local day"),
+        TableSpec(
+            names.checkpoints_table,
+            # Shard checkpoints never expire; the Lambda aggregator's batch markers do (aggregator/commit.py).
+            ttl=True,
+            has_sort_key=False,
+            role="aggregator's position in each stream shard, or its batch markers under Lambda",
+        ),
+        TableSpec(names.revoked_tokens_table, ttl=True, has_sort_key=False, role="revoked token ids until expiry"),
+        TableSpec(names.one_time_secrets_table, ttl=True, has_sort_key=False, role="secrets claimable once"),
+    ]
