@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.aws import AwsSettings
-from runtime.stats_file import stats_path
+from runtime.env import Parse, overrides, path
 
 
 @dataclass(frozen=True)
@@ -26,20 +26,20 @@ class AggregatorSettings:
     shard_refresh_s: float = 5.0
     # Back-off after an unexpected error, before the shard is read again from its checkpoint.
     error_backoff_s: float = 1.0
-    metrics_port: int | None = None
     # Where the counters and lag percentiles are written as JSON on shutdown; None: nowhere.
     stats_file: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AggregatorSettings:
         env = os.environ if env is None else env
-        port = env.get("CK_AGGREGATOR_METRICS_PORT")
-        return cls(
-            aws=AwsSettings.from_env(env),
-            records_per_read=int(env.get("CK_AGGREGATOR_RECORDS_PER_READ", "1000")),
-            idle_poll_s=float(env.get("CK_AGGREGATOR_IDLE_POLL_S", "0.2")),
-            batch_window_s=float(env.get("CK_AGGREGATOR_BATCH_WINDOW_S", "0.5")),
-            shard_refresh_s=float(env.get("CK_AGGREGATOR_SHARD_REFRESH_S", "5")),
-            metrics_port=int(port) if port else None,
-            stats_file=stats_path(env, "CK_AGGREGATOR_STATS_FILE"),
-        )
+        return cls(aws=AwsSettings.from_env(env), **overrides(env, ENVIRONMENT))
+
+
+# Each variable and the field it sets; the field's default applies when it is unset.
+ENVIRONMENT: dict[str, tuple[str, Parse]] = {
+    "CK_AGGREGATOR_RECORDS_PER_READ": ("records_per_read", int),
+    "CK_AGGREGATOR_IDLE_POLL_S": ("idle_poll_s", float),
+    "CK_AGGREGATOR_BATCH_WINDOW_S": ("batch_window_s", float),
+    "CK_AGGREGATOR_SHARD_REFRESH_S": ("shard_refresh_s", float),
+    "CK_AGGREGATOR_STATS_FILE": ("stats_file", path),
+}

@@ -244,6 +244,11 @@ def _probe(server: _Server, cfg: EmulatorConfig) -> bool:
     return True
 
 
+# The servers this process launched, by pid: a running child's handle must stay referenced (a dropped Popen warns
+# that its process is still running) and is what reaps it when `stop` ends it.
+_launched_here: dict[int, subprocess.Popen[bytes]] = {}
+
+
 def start(cfg: EmulatorConfig, report: Report = print, timeout_s: float = 60.0, only: str | None = None) -> None:
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     launched: list[tuple[_Server, subprocess.Popen[bytes]]] = []
@@ -255,6 +260,7 @@ def start(cfg: EmulatorConfig, report: Report = print, timeout_s: float = 60.0, 
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+            _launched_here.pop(proc.pid, None)
             server.pid_file(cfg).unlink(missing_ok=True)
         raise
 
@@ -287,6 +293,7 @@ def _launch(
         log.close()
         server.pid_file(cfg).write_text(str(proc.pid))
         launched.append((server, proc))
+        _launched_here[proc.pid] = proc
         report(f"{server.name}: starting on port {server.port} (pid {proc.pid}, log {server.log_file(cfg)})")
     deadline = time.monotonic() + timeout_s
     for server, proc in launched:
@@ -321,6 +328,11 @@ def stop(cfg: EmulatorConfig, report: Report = print, timeout_s: float = 10.0, o
 
 def _reap(pid: int) -> None:
     # When this process launched the server it must reap it, or the pid lingers as a zombie and looks alive.
+    proc = _launched_here.get(pid)
+    if proc is not None:
+        if proc.poll() is not None:
+            del _launched_here[pid]
+        return
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
 

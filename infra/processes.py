@@ -95,6 +95,9 @@ class PipelineProcess:
     def _join(self) -> None:
         if self._pump is not None:
             self._pump.join(timeout=5)
+            if not self._pump.is_alive() and self._proc is not None and self._proc.stdout is not None:
+                # The pump has read to the end: the pipe is ours to close.
+                self._proc.stdout.close()
 
 
 def wait_for_http(url: str, timeout_s: float = 30.0, process: PipelineProcess | None = None) -> None:

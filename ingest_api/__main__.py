@@ -1,9 +1,8 @@
-"""`python -m ingest_api`: serve the API with uvicorn (CK_API_HOST, CK_API_PORT)."""
+"""`python -m ingest_api`: serve the API with uvicorn on CK_API_HOST:CK_API_PORT."""
 
 from __future__ import annotations
 
 import logging
-import os
 
 import uvicorn
 
@@ -13,13 +12,13 @@ from ingest_api.settings import ApiSettings
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    app = create_app(ApiSettings.from_env())
+    settings = ApiSettings.from_env()
     uvicorn.run(
-        app,
-        host=os.environ.get("CK_API_HOST", "127.0.0.1"),
-        port=int(os.environ.get("CK_API_PORT", "8080")),
-        log_level=os.environ.get("CK_LOG_LEVEL", "info"),
-        access_log=os.environ.get("CK_ACCESS_LOG", "0") == "1",
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=settings.access_log,
         timeout_graceful_shutdown=20,
     )
 

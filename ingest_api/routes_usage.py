@@ -20,6 +20,7 @@ from ingest_api.submission import (
     BatchSubmission,
     Rejection,
     UsageSubmission,
+    canonical_request_id,
     check_against_org,
     is_request_id,
     to_event,
@@ -79,7 +80,7 @@ async def submit_batch(request: Request, call: ClientCall) -> JSONResponse:
         # Echoed only when well-formed: a client's garbage (a megabyte of it, a lone surrogate that no UTF-8
         # encoder takes) must not make the whole answer huge or unrenderable.
         if is_request_id(request_id):
-            result["request_id"] = request_id.lower()
+            result["request_id"] = canonical_request_id(request_id)
         try:
             submission = UsageSubmission.model_validate(raw)
             _check(svc, submission, org, now)

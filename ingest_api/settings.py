@@ -6,11 +6,11 @@ import logging
 import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from runtime.aws import AwsSettings
-from runtime.stats_file import stats_path
+from runtime.env import Parse, overrides, path
 
 log = logging.getLogger("ingest_api")
 
@@ -18,9 +18,14 @@ log = logging.getLogger("ingest_api")
 @dataclass(frozen=True)
 class ApiSettings:
     aws: AwsSettings
-    jwt_secret: str
+    # Secrets never appear in a repr (logs, tracebacks).
+    jwt_secret: str = field(repr=False)
     # None disables the provisioning endpoints (they answer 503 ADMIN_API_DISABLED).
-    admin_api_key: str | None
+    admin_api_key: str | None = field(repr=False)
+    host: str = "127.0.0.1"
+    port: int = 8080
+    log_level: str = "info"
+    access_log: bool = False
     access_token_ttl_s: int = 3600
     refresh_token_ttl_s: int = 30 * 86400
     # Timestamps up to this far ahead of the server clock are accepted: client clocks drift.
@@ -34,7 +39,9 @@ class ApiSettings:
     publisher_max_inflight: int = 4
     # The longest a request waits for the queue to acknowledge its events before it is answered 503.
     publish_timeout_s: float = 5.0
+    # How long a one-time secret link (provisioning and rotation answers) can be claimed.
     one_time_secret_ttl_s: int = 24 * 3600
+    # /metrics and /status measure the queues and the aggregator's lag at most this often.
     metrics_refresh_s: float = 5.0
     # Where the publisher's request counters are written as JSON on shutdown; None: nowhere.
     stats_file: Path | None = None
@@ -51,15 +58,32 @@ class ApiSettings:
             aws=AwsSettings.from_env(env),
             jwt_secret=jwt_secret,
             admin_api_key=env.get("CK_ADMIN_API_KEY") or None,
-            access_token_ttl_s=int(env.get("CK_ACCESS_TOKEN_TTL_S", "3600")),
-            refresh_token_ttl_s=int(env.get("CK_REFRESH_TOKEN_TTL_S", str(30 * 86400))),
-            clock_skew_s=int(env.get("CK_CLOCK_SKEW_S", "60")),
-            late_arrival_grace_s=int(env.get("CK_LATE_ARRIVAL_GRACE_S", "900")),
-            revocation_cache_ttl_s=float(env.get("CK_REVOCATION_CACHE_TTL_S", "2")),
-            catalog_cache_ttl_s=float(env.get("CK_CATALOG_CACHE_TTL_S", "5")),
-            publisher_max_inflight=int(env.get("CK_PUBLISHER_MAX_INFLIGHT", "4")),
-            publish_timeout_s=float(env.get("CK_PUBLISH_TIMEOUT_S", "5")),
-            one_time_secret_ttl_s=int(env.get("CK_ONE_TIME_SECRET_TTL_S", str(24 * 3600))),
-            metrics_refresh_s=float(env.get("CK_METRICS_REFRESH_S", "5")),
-            stats_file=stats_path(env, "CK_API_STATS_FILE"),
+            **overrides(env, ENVIRONMENT),
         )
+
+
+def _flag(raw: str) -> bool:
+    if raw not in ("0", "1"):
+        raise ValueError("expected 0 or 1")
+    return raw == "1"
+
+
+# Each variable and the field it sets; the field's default applies when it is unset. (CK_JWT_SECRET and
+# CK_ADMIN_API_KEY are read above: they have no default to fall back on.)
+ENVIRONMENT: dict[str, tuple[str, Parse]] = {
+    "CK_API_HOST": ("host", str),
+    "CK_API_PORT": ("port", int),
+    "CK_LOG_LEVEL": ("log_level", str),
+    "CK_ACCESS_LOG": ("access_log", _flag),
+    "CK_ACCESS_TOKEN_TTL_S": ("access_token_ttl_s", int),
+    "CK_REFRESH_TOKEN_TTL_S": ("refresh_token_ttl_s", int),
+    "CK_CLOCK_SKEW_S": ("clock_skew_s", int),
+    "CK_LATE_ARRIVAL_GRACE_S": ("late_arrival_grace_s", int),
+    "CK_REVOCATION_CACHE_TTL_S": ("revocation_cache_ttl_s", float),
+    "CK_CATALOG_CACHE_TTL_S": ("catalog_cache_ttl_s", float),
+    "CK_PUBLISHER_MAX_INFLIGHT": ("publisher_max_inflight", int),
+    "CK_PUBLISH_TIMEOUT_S": ("publish_timeout_s", float),
+    "CK_ONE_TIME_SECRET_TTL_S": ("one_time_secret_ttl_s", int),
+    "CK_METRICS_REFRESH_S": ("metrics_refresh_s", float),
+    "CK_API_STATS_FILE": ("stats_file", path),
+}

@@ -16,11 +16,15 @@ MAX_BATCH_ITEMS = 100
 REQUEST_ID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 _REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 
+def canonical_request_id(value: str) -> str:
+    """One spelling of a request id from here on: keys, duplicate checks and answers all use the lower-case form."""
+    return value.lower()
+
+
 RequestId = Annotated[
     str,
     Field(pattern=REQUEST_ID_PATTERN, description="UUID the client generates once per model call; retries reuse it"),
-    # One spelling from here on: keys, duplicate checks and answers all use the lower-case form.
-    AfterValidator(str.lower),
+    AfterValidator(canonical_request_id),
 ]
 
 

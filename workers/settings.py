@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.aws import AwsSettings
-from runtime.stats_file import stats_path
+from runtime.env import Parse, overrides, path
 
 
 @dataclass(frozen=True)
@@ -31,14 +31,17 @@ class WorkerSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
         env = os.environ if env is None else env
-        return cls(
-            aws=AwsSettings.from_env(env),
-            pollers=int(env.get("CK_WORKER_POLLERS", "2")),
-            wait_time_s=int(env.get("CK_WORKER_WAIT_TIME_S", "20")),
-            write_concurrency=int(env.get("CK_WORKER_WRITE_CONCURRENCY", "16")),
-            usage_retention_days=int(env.get("CK_USAGE_RETENTION_DAYS", "400")),
-            retry_base_s=int(env.get("CK_WORKER_RETRY_BASE_S", "2")),
-            retry_max_s=int(env.get("CK_WORKER_RETRY_MAX_S", "300")),
-            catalog_cache_ttl_s=float(env.get("CK_CATALOG_CACHE_TTL_S", "5")),
-            stats_file=stats_path(env, "CK_WORKER_STATS_FILE"),
-        )
+        return cls(aws=AwsSettings.from_env(env), **overrides(env, ENVIRONMENT))
+
+
+# Each variable and the field it sets; the field's default applies when it is unset.
+ENVIRONMENT: dict[str, tuple[str, Parse]] = {
+    "CK_WORKER_POLLERS": ("pollers", int),
+    "CK_WORKER_WAIT_TIME_S": ("wait_time_s", int),
+    "CK_WORKER_WRITE_CONCURRENCY": ("write_concurrency", int),
+    "CK_USAGE_RETENTION_DAYS": ("usage_retention_days", int),
+    "CK_WORKER_RETRY_BASE_S": ("retry_base_s", int),
+    "CK_WORKER_RETRY_MAX_S": ("retry_max_s", int),
+    "CK_CATALOG_CACHE_TTL_S": ("catalog_cache_ttl_s", float),
+    "CK_WORKER_STATS_FILE": ("stats_file", path),
+}

@@ -60,7 +60,7 @@ schema = schemathesis.openapi.from_dict(build_openapi())
 schema.config.generation.update(modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE], max_examples=MAX_EXAMPLES)
 
 
-def client_errors_are_json_error_bodies(ctx: CheckContext, response: Response, case: Case) -> bool | None:
+def client_errors_are_json_error_bodies(ctx: CheckContext, response: Response, case: Case[Any]) -> bool | None:
     """Every 4xx says what went wrong the same way: {"error": {"code": str, "message": str, ...}}."""
     if not 400 <= response.status_code < 500:
         return None
@@ -123,14 +123,14 @@ def test_the_fuzzed_document_is_the_one_the_api_serves(pipeline: Pipeline) -> No
 
 @schema.parametrize()
 @FUZZ_SETTINGS
-def test_without_credentials_nothing_is_a_server_error(case: Case, pipeline: Pipeline) -> None:
+def test_without_credentials_nothing_is_a_server_error(case: Case[Any], pipeline: Pipeline) -> None:
     case.call_and_validate(base_url=pipeline.base_url, checks=CHECKS, timeout=30)
 
 
 @schema.parametrize()
 @FUZZ_SETTINGS
 def test_with_credentials_for_generated_ids_nothing_is_a_server_error(
-    case: Case, credentials: dict[str, str], pipeline: Pipeline
+    case: Case[Any], credentials: dict[str, str], pipeline: Pipeline
 ) -> None:
     # The generated ids name someone else's org (403 for tokens, 404 or a new org for the admin) or are malformed.
     case.call_and_validate(base_url=pipeline.base_url, headers=credentials, checks=CHECKS, timeout=30)
@@ -139,7 +139,7 @@ def test_with_credentials_for_generated_ids_nothing_is_a_server_error(
 @schema.parametrize()
 @FUZZ_SETTINGS
 def test_with_credentials_for_the_own_tenant_nothing_is_a_server_error(
-    case: Case, credentials: dict[str, str], tenant: Tenant, pipeline: Pipeline
+    case: Case[Any], credentials: dict[str, str], tenant: Tenant, pipeline: Pipeline
 ) -> None:
     # Aimed at the tenant's own org and app the cases get past authorization; bodies, dates and claims stay generated.
     path = case.path_parameters or {}
@@ -162,7 +162,7 @@ def _steer(event: Any, now: str) -> None:
 @schema.include(path_regex=r"/usage(/batch)?$").parametrize()
 @FUZZ_SETTINGS
 def test_usage_that_fits_the_tenant_is_accepted_or_refused_with_a_reason(
-    case: Case, usage_tenant: Tenant, usage_headers: dict[str, str], pipeline: Pipeline
+    case: Case[Any], usage_tenant: Tenant, usage_headers: dict[str, str], pipeline: Pipeline
 ) -> None:
     path = case.path_parameters or {}
     path.update(org_id=usage_tenant.org_id, app_id=usage_tenant.app_id)

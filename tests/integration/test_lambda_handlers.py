@@ -33,6 +33,7 @@ from aggregator.commit import MAX_AGGREGATES_PER_TRANSACTION
 from aggregator.usage_record import UsageRecord
 from catalog.model import OrgSettings
 from catalog.store import CatalogStore
+from catalog.token_counts import TokenCounts
 from infra.resource_setup import ensure_resources, scan_items
 from runtime.aws import AwsSettings, open_async_clients
 from runtime.resources import ResourceNames, table_specs
@@ -268,10 +269,7 @@ def usage_record(org_id: str, label: str, input_tokens: int, output_tokens: int,
         bedrock_model_id=f"model-{label}",
         timestamp=day,
         org_timezone="UTC",
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        cache_read_tokens=0,
-        cache_write_tokens=0,
+        tokens=TokenCounts(input_tokens=input_tokens, output_tokens=output_tokens),
         cost_usd_micros=price(input_tokens, output_tokens, p_in, p_out),
         price_version=1,
         accepted_at_ms=int(time.time() * 1000),
@@ -301,8 +299,8 @@ def markers(d: Deployment) -> list[dict[str, Any]]:
 def expected_totals(records: list[UsageRecord]) -> dict[str, int]:
     return {
         "cost_usd_micros": sum(r.cost_usd_micros for r in records),
-        "input_tokens": sum(r.input_tokens for r in records),
-        "output_tokens": sum(r.output_tokens for r in records),
+        "input_tokens": sum(r.tokens.input_tokens for r in records),
+        "output_tokens": sum(r.tokens.output_tokens for r in records),
         "request_count": len(records),
     }
 

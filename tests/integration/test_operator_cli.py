@@ -28,6 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from aggregator.usage_record import UsageRecord
 from catalog.credentials import Principal
 from catalog.store import CatalogStore
+from catalog.token_counts import TokenCounts
 from infra.processes import child_environment
 from infra.resource_setup import ensure_resources, scan_items
 from runtime.aws import ENDPOINT_VARIABLES, AwsSettings, open_async_clients
@@ -92,10 +93,7 @@ def usage_records(count: int, org_id: str | None = None) -> list[UsageRecord]:
             bedrock_model_id="anthropic.claude-sonnet",
             timestamp=datetime.now(UTC),
             org_timezone="UTC",
-            input_tokens=1000 * (i + 1),
-            output_tokens=100,
-            cache_read_tokens=0,
-            cache_write_tokens=0,
+            tokens=TokenCounts(input_tokens=1000 * (i + 1), output_tokens=100),
             cost_usd_micros=4_500 + i,
             price_version=1,
             accepted_at_ms=now_ms - WRITTEN_AGO_MS - 100,
@@ -394,7 +392,7 @@ def test_scan_prints_items_as_json_lines_with_numbers_as_numbers(backlog: Backlo
     assert set(items) == set(expected)
     for request_id, item in items.items():
         assert item["cost_usd_micros"] == expected[request_id].cost_usd_micros
-        assert item["input_tokens"] == expected[request_id].input_tokens
+        assert item["input_tokens"] == expected[request_id].tokens.input_tokens
 
     limited = ok(costkeeper(backlog.settings, "scan", "usage", "--limit", "2", run_dir=tmp_path)).splitlines()
     assert len(limited) == 3 and limited[-1].startswith("(2 items from")

@@ -184,3 +184,24 @@ def test_estimated_limit_leaves_room_under_the_sqs_body_limit() -> None:
     # A message packed up to MAX_MESSAGE_BYTES by estimate still fits SQS, with room for message attributes.
     overhead = len(encode([event()])) - encoded_size(event())
     assert MAX_MESSAGE_BYTES + overhead < SQS_MAX_BODY_BYTES - 8 * 1024
+
+
+def test_a_message_written_before_a_category_existed_reads_it_as_zero() -> None:
+    # An older API's message: schema version 1 with only the categories it knew. Queued (or dead-lettered) messages
+    # outlive deployments, so the worker must keep reading them.
+    old = {k: v for k, v in raw_event().items() if k not in ("cache_read_tokens", "cache_write_tokens")}
+    decoded = decode(json.dumps({"v": 1, "events": [old]}))
+    assert decoded.events[0].cache_read_tokens == 0
+    assert decoded.events[0].cache_write_tokens == 0
+    assert decoded.events[0].input_tokens == 1_000
+
+
+def test_every_readable_version_decodes_and_the_written_one_is_readable() -> None:
+    from workers.message import READABLE_VERSIONS, SCHEMA_VERSION
+
+    assert SCHEMA_VERSION in READABLE_VERSIONS
+    assert json.loads(encode([event()]))["v"] == SCHEMA_VERSION
+    for version in READABLE_VERSIONS:
+        assert decode(json.dumps({"v": version, "events": [raw_event()]})).v == version
+    with pytest.raises(PoisonMessage, match="schema version"):
+        decode(json.dumps({"v": max(READABLE_VERSIONS) + 1, "events": [raw_event()]}))

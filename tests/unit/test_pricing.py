@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from fractions import Fraction
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from aggregator.usage_record import UsageRecord
 from catalog.model import MAX_QUOTA_USD_MICROS, Prices
 from catalog.token_counts import TokenCounts
-from tests.unit.factories import prices
+from tests.unit.factories import ORG_ID, org, prices
 from workers import pricing
+from workers.message import UsageEvent
+from workers.pricing import price_event
 
 
 def cost_usd_micros(p: Prices, **counts: int) -> int:
     """The pricing core on these counts, unvalidated: its own refusal of negatives is what some tests check."""
-    values: dict[str, object] = dict(counts)
+    values: dict[str, Any] = dict(counts)
     return pricing.cost_usd_micros(p, TokenCounts.model_construct(**values))
 
 
@@ -151,3 +156,41 @@ def test_within_half_a_micro_dollar_and_monotonic(
     assert -Fraction(1, 2) < got - exact <= Fraction(1, 2)
     # More tokens never cost less.
     assert cost_usd_micros(p, input_tokens=input_ + extra, output_tokens=input_) >= got
+
+
+# --- price_event: the usage item of one queued event ----------------------------------------------------------------
+
+
+def queued(label: str = "premium", **counts: int) -> UsageEvent:
+    return UsageEvent(
+        org_id=ORG_ID,
+        app_id="chatbot",
+        request_id="0f8fad5b-d9cb-469f-a165-70867728950e",
+        model_label=label,
+        timestamp=datetime(2024, 6, 15, 23, 30, tzinfo=UTC),
+        accepted_at=datetime(2024, 6, 15, 23, 30, 0, 250_000, tzinfo=UTC),
+        **counts,
+    )
+
+
+def test_price_event_prices_with_the_labels_prices_and_stamps_the_price_version() -> None:
+    tenant = org(timezone="Asia/Tokyo").model_copy(update={"price_version": 7})
+    record = price_event(tenant, queued(input_tokens=1_000, output_tokens=200, cache_read_tokens=10), 1_718_000_000_123)
+    assert isinstance(record, UsageRecord)
+    # factories.prices(): $3 in, $15 out, cache reads free: 3_000 + 3_000 micro-USD.
+    assert record.cost_usd_micros == 6_000
+    assert record.tokens == TokenCounts(input_tokens=1_000, output_tokens=200, cache_read_tokens=10)
+    assert record.price_version == 7
+    assert record.bedrock_model_id == "vendor.premium-v1"
+    assert record.org_timezone == "Asia/Tokyo"
+    # 23:30 UTC is the next morning in Tokyo: the item counts on the org's day.
+    assert record.aggregate_key.day == "2024-06-16"
+    assert record.accepted_at_ms == 1_718_494_200_250
+    assert record.written_at_ms == 1_718_000_000_123
+
+
+def test_price_event_rejects_a_label_the_org_no_longer_has() -> None:
+    event = queued("retired", input_tokens=5)
+    result = price_event(org(), event, 0)
+    assert isinstance(result, pricing.Rejected)
+    assert result.event is event and result.reason == "UNKNOWN_MODEL_LABEL"

@@ -298,7 +298,7 @@ def test_chunk_properties(records: list[Mapping[str, Any]], max_keys: int) -> No
 def test_an_item_that_is_not_a_usage_record_is_skipped_and_reported() -> None:
     # A hand-written item in the usage table must not stall the shard: it contributes nothing, every time.
     good = insert(usage(cost_usd_micros=7))
-    junk = {"eventName": "INSERT", "dynamodb": {"NewImage": {"pk": {"S": "x"}}, "SequenceNumber": "2"}}
+    junk: dict[str, Any] = {"eventName": "INSERT", "dynamodb": {"NewImage": {"pk": {"S": "x"}}, "SequenceNumber": "2"}}
     assert changes(junk) == []
     assert malformed([good, junk]) == [junk]
     totals = rollup([good, junk])

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from catalog.model import MAX_QUOTA_USD_MICROS
-from ingest_api.selection import Cap, LabelStatus, select_model
+from ingest_api.selection import Cap, LabelStatus, app_quota, label_caps, org_quota, select_model
 from tests.unit.factories import app, org
 
 LABELS = ("premium", "standard", "economy")
@@ -232,3 +232,30 @@ def test_selection_invariants(quota_list: list[int | None], spend_list: list[int
         assert not any(status.available for status in s.statuses[start : s.position])
         quota = quota_list[s.position]
         assert quota is None or spend_list[s.position] < quota
+
+
+# --- the quota rule, shared by model selection and the aggregate reads ---------------------------------------------
+
+
+def test_org_scope_caps_the_org_by_its_quota_and_an_app_only_by_its_own() -> None:
+    o = org(quotas={"premium": 100, "standard": 50})
+    a = app(quotas={"premium": 30})
+    assert (org_quota(o, "premium"), app_quota(o, a, "premium")) == (100, 30)
+    # No app quota for standard: the app has no cap of its own, the org's cap still applies to it.
+    assert (org_quota(o, "standard"), app_quota(o, a, "standard")) == (50, None)
+    assert (org_quota(o, "economy"), app_quota(o, a, "economy")) == (None, None)
+
+
+def test_app_scope_caps_no_org_total_and_defaults_each_app_to_the_org_quota() -> None:
+    o = org(quotas={"premium": 100, "standard": 50}, quota_scope="APP")
+    a = app(quotas={"premium": 300})
+    assert (org_quota(o, "premium"), app_quota(o, a, "premium")) == (None, 300)
+    assert (org_quota(o, "standard"), app_quota(o, a, "standard")) == (None, 50)
+    assert app_quota(o, a, "economy") is None
+
+
+def test_the_caps_of_a_selection_are_those_quotas() -> None:
+    o = org(quotas={"premium": 100})
+    a = app(quotas={"premium": 30})
+    caps = label_caps(o, a, "premium", {"premium": 60}, {"premium": 20})
+    assert caps == (Cap("org", 60, 100), Cap("app", 20, 30))

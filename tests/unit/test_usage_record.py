@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from aggregator.aggregates import AggregateKey
-from aggregator.usage_record import UsageRecord, usage_key
+from aggregator.rollup import rollup
+from aggregator.stream_record import decode_all
+from aggregator.usage_record import UnreadableUsageItem, UsageRecord, usage_key
 from catalog.model import is_slug
 from tests.unit.factories import ORG_ID, OTHER_ORG_ID, usage
 
@@ -94,3 +97,37 @@ def test_from_image_rejects_a_missing_attribute() -> None:
     del item["cost_usd_micros"]
     with pytest.raises(KeyError):
         UsageRecord.from_image(item)
+
+
+def test_items_carry_their_schema_version() -> None:
+    from aggregator.usage_record import READABLE_VERSIONS, SCHEMA_VERSION
+
+    assert usage().to_item()["schema_version"] == {"N": str(SCHEMA_VERSION)}
+    assert SCHEMA_VERSION in READABLE_VERSIONS and SCHEMA_VERSION - 1 in READABLE_VERSIONS
+
+
+def test_an_item_of_the_previous_version_still_reads_and_counts() -> None:
+    # Version 1: written before items had a schema_version, and (as if) before cache writes were a category.
+    record = usage(input_tokens=1_000, cache_read_tokens=7, cost_usd_micros=6_000)
+    item = record.to_item()
+    del item["schema_version"]
+    del item["cache_write_tokens"]
+    back = UsageRecord.from_image(item)
+    assert back.tokens.cache_write_tokens == 0
+    assert back == record
+    deltas = rollup(decode_all([insert_image(item)]))
+    assert [t.as_dict()["cost_usd_micros"] for t in deltas.values()] == [6_000]
+    assert [t.tokens["cache_read_tokens"] for t in deltas.values()] == [7]
+
+
+def test_an_item_of_a_newer_version_is_not_read() -> None:
+    # Readers deploy first; an item no reader knows is reported as malformed rather than half-counted.
+    item = usage().to_item()
+    item["schema_version"] = {"N": "99"}
+    with pytest.raises(UnreadableUsageItem):
+        UsageRecord.from_image(item)
+    assert decode_all([insert_image(item)])[0].malformed
+
+
+def insert_image(item: dict[str, Any]) -> dict[str, Any]:
+    return {"eventName": "INSERT", "dynamodb": {"NewImage": item, "SequenceNumber": "1"}}
