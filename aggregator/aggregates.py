@@ -4,19 +4,20 @@ The aggregator writes aggregates, so it owns their format; the API's reads (and 
 here too, so the layout is written down once.
 
 pk = ORG#{org_id}#DAY#{yyyy-mm-dd} (org-local day), sk = APP#{app_id}#MODEL#{label}: one query returns an org's day,
-a begins_with on sk narrows it to one app. Counters are `cost_usd_micros`, one attribute per token category
-(TokenCounts' field names) and `request_count`, each moved only by ADD; a counter missing from an item reads as 0, so
-an aggregate written before a category existed reads alike.
+a begins_with on sk narrows it to one app. Counters are `cost_usd_micros` and its part per token category
+(`{category}_cost_usd_micros`, summing to it), the tokens of each category (TokenCounts' field names),
+`request_count` and `error_count` (calls that reported status ERROR), each moved only by ADD; a counter missing from
+an item reads as 0, so an aggregate written before a counter existed reads alike.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from catalog.model import org_local_day
-from catalog.token_counts import TOKEN_FIELDS, TokenCounts
+from catalog.token_counts import TOKEN_FIELDS, TokenCounts, category, cost_field
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -37,8 +38,26 @@ __all__ = [
 
 COST = "cost_usd_micros"
 REQUESTS = "request_count"
+ERRORS = "error_count"
+COST_FIELDS: tuple[str, ...] = tuple(cost_field(name) for name in TOKEN_FIELDS)
 # Every counter of an aggregate item, in the order reads present them.
-COUNTERS: tuple[str, ...] = (COST, *TOKEN_FIELDS, REQUESTS)
+COUNTERS: tuple[str, ...] = (COST, *TOKEN_FIELDS, REQUESTS, *COST_FIELDS, ERRORS)
+
+
+class Countable(Protocol):
+    """One request as an aggregate counts it (aggregator.usage_record.UsageRecord)."""
+
+    @property
+    def cost_usd_micros(self) -> int: ...
+
+    @property
+    def category_costs(self) -> Mapping[str, int]: ...
+
+    @property
+    def tokens(self) -> TokenCounts: ...
+
+    @property
+    def is_error(self) -> bool: ...
 
 
 @dataclass(frozen=True, order=True)
@@ -80,6 +99,9 @@ class Totals:
     cost_usd_micros: int = 0
     tokens: dict[str, int] = field(default_factory=_zero_tokens)
     request_count: int = 0
+    # The cost's part per token category (TokenCounts field names), and calls that reported an error.
+    costs: dict[str, int] = field(default_factory=_zero_tokens)
+    error_count: int = 0
 
     @classmethod
     def of(cls, **counters: int) -> Totals:
@@ -87,27 +109,50 @@ class Totals:
         unknown = set(counters) - set(COUNTERS)
         if unknown:
             raise TypeError(f"not aggregate counters: {sorted(unknown)}")
-        tokens = {name: counters.get(name, 0) for name in TOKEN_FIELDS}
-        return cls(counters.get(COST, 0), tokens, counters.get(REQUESTS, 0))
+        return cls(
+            counters.get(COST, 0),
+            {name: counters.get(name, 0) for name in TOKEN_FIELDS},
+            counters.get(REQUESTS, 0),
+            {name: counters.get(cost_field(name), 0) for name in TOKEN_FIELDS},
+            counters.get(ERRORS, 0),
+        )
 
-    def add(self, cost_usd_micros: int, tokens: TokenCounts, sign: int = 1) -> None:
+    def add(self, request: Countable, sign: int = 1) -> None:
         """Count one request (sign 1) or take one back (sign -1)."""
-        self.cost_usd_micros += sign * cost_usd_micros
-        for name, count in tokens.counts().items():
+        self.cost_usd_micros += sign * request.cost_usd_micros
+        for name, count in request.tokens.counts().items():
             self.tokens[name] = self.tokens.get(name, 0) + sign * count
+        for name, cost in request.category_costs.items():
+            self.costs[name] = self.costs.get(name, 0) + sign * cost
         self.request_count += sign
+        self.error_count += sign * int(request.is_error)
 
     def merge(self, other: Totals) -> None:
         self.cost_usd_micros += other.cost_usd_micros
         for name, count in other.tokens.items():
             self.tokens[name] = self.tokens.get(name, 0) + count
+        for name, cost in other.costs.items():
+            self.costs[name] = self.costs.get(name, 0) + cost
         self.request_count += other.request_count
+        self.error_count += other.error_count
 
     def is_zero(self) -> bool:
-        return self.cost_usd_micros == 0 and self.request_count == 0 and not any(self.tokens.values())
+        return not any(self.as_dict().values())
 
     def as_dict(self) -> dict[str, int]:
-        return {COST: self.cost_usd_micros, **self.tokens, REQUESTS: self.request_count}
+        return {
+            COST: self.cost_usd_micros,
+            **self.tokens,
+            REQUESTS: self.request_count,
+            **{cost_field(name): cost for name, cost in self.costs.items()},
+            ERRORS: self.error_count,
+        }
+
+    def by_category(self) -> dict[str, dict[str, int]]:
+        """{category: {"tokens": n, "cost_usd_micros": m}}, as the reads present it."""
+        return {
+            category(name): {"tokens": self.tokens.get(name, 0), COST: self.costs.get(name, 0)} for name in TOKEN_FIELDS
+        }
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> Totals:

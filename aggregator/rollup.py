@@ -12,7 +12,7 @@ def rollup(records: Iterable[StreamRecord]) -> dict[AggregateKey, Totals]:
     deltas: dict[AggregateKey, Totals] = {}
     for record in records:
         for sign, usage in record.changes:
-            deltas.setdefault(usage.aggregate_key, Totals()).add(usage.cost_usd_micros, usage.tokens, sign)
+            deltas.setdefault(usage.aggregate_key, Totals()).add(usage, sign)
     return {key: totals for key, totals in deltas.items() if not totals.is_zero()}
 
 

@@ -3,24 +3,27 @@
 The aggregator is the consumer, so it owns the attribute names; the worker builds items with `to_item`. Pure: the
 item format is plain DynamoDB AttributeValue dicts, no boto.
 
-Versions (`schema_version`): 1 is every item written before the attribute existed, 2 adds it. A reader takes both,
-and a token category missing from an item as 0, so items already in the table (and in the stream) still count after
-a new category is added. A version newer than this reader knows is not read: deploy readers first.
+Versions (`schema_version`): 1 is every item written before the attribute existed, 2 adds it, 3 adds the cost of
+each token category, the calling Region, service tier, batch flag and call status. A reader takes all three, and a
+token category (or its cost) missing from an item as 0, so items already in the table (and in the stream) still count
+after a category is added; an item without a status was a successful call. A version newer than this reader knows is
+not read: deploy readers first.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from aggregator.aggregates import AggregateKey
 from catalog.model import org_local_day
-from catalog.token_counts import TokenCounts
+from catalog.token_counts import TOKEN_FIELDS, TokenCounts, cost_field
 
 USAGE_KEY_SEPARATOR = "#"
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = frozenset({1, 2})
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = frozenset({1, 2, 3})
 
 
 class UnreadableUsageItem(ValueError):
@@ -47,6 +50,20 @@ class UsageRecord:
     # Epoch milliseconds: when the API accepted the event and when the worker wrote the item.
     accepted_at_ms: int
     written_at_ms: int
+    # The cost's parts by token category (TokenCounts field), summing to cost_usd_micros.
+    category_costs: Mapping[str, int] = field(default_factory=dict)
+    calling_region: str | None = None
+    service_tier: str = "standard"
+    batch: bool = False
+    status: str = "OK"
+
+    def __post_init__(self) -> None:
+        # Every category present, so an item's reading and its writing compare equal.
+        object.__setattr__(self, "category_costs", {n: self.category_costs.get(n, 0) for n in TOKEN_FIELDS})
+
+    @property
+    def is_error(self) -> bool:
+        return self.status == "ERROR"
 
     @property
     def aggregate_key(self) -> AggregateKey:
@@ -69,7 +86,13 @@ class UsageRecord:
             "price_version": {"N": str(self.price_version)},
             "accepted_at_ms": {"N": str(self.accepted_at_ms)},
             "written_at_ms": {"N": str(self.written_at_ms)},
+            **{cost_field(name): {"N": str(self.category_costs.get(name, 0))} for name in TOKEN_FIELDS},
+            "service_tier": {"S": self.service_tier},
+            "batch": {"N": "1" if self.batch else "0"},
+            "status": {"S": self.status},
         }
+        if self.calling_region is not None:
+            item["calling_region"] = {"S": self.calling_region}
         if expires_at_s is not None:
             item["expires_at"] = {"N": str(expires_at_s)}
         return item
@@ -100,4 +123,9 @@ class UsageRecord:
             price_version=n("price_version"),
             accepted_at_ms=n("accepted_at_ms"),
             written_at_ms=n("written_at_ms"),
+            category_costs={name: n(cost_field(name)) if cost_field(name) in image else 0 for name in TOKEN_FIELDS},
+            calling_region=s("calling_region") if "calling_region" in image else None,
+            service_tier=s("service_tier") if "service_tier" in image else "standard",
+            batch=n("batch") == 1 if "batch" in image else False,
+            status=s("status") if "status" in image else "OK",
         )

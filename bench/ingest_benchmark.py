@@ -48,7 +48,7 @@ import httpx
 from aggregator.aggregates import Totals, day_partition
 from bench.load import LoadResult, run_load
 from bench.report import fmt, ms, per_event, percentile, table, verdict
-from bench.workload import ORG_SETTINGS, PlannedEvent, PlannedRequest, expected_totals, plan_requests
+from bench.workload import ORG_SETTINGS, PlannedEvent, PlannedRequest, billed, expected_totals, plan_requests
 from catalog.model import AppSettings
 from catalog.store import CatalogStore
 from infra import emulator
@@ -191,11 +191,12 @@ def wait_for_aggregates(
 
 
 def check_totals(settings: AwsSettings, org_id: str, accepted: list[PlannedEvent]) -> tuple[bool, str]:
-    expected = expected_totals(accepted)
-    actual = read_aggregates(settings, org_id, {e.day for e in accepted})
+    expected = {key: billed(t) for key, t in expected_totals(accepted).items()}
+    aggregates = read_aggregates(settings, org_id, {e.day for e in accepted})
+    actual = {key: billed(t) for key, t in aggregates.items()}
     if actual == expected:
         total = Totals()
-        for t in actual.values():
+        for t in aggregates.values():
             total.merge(t)
         return True, f"{len(actual)} aggregates, {total.request_count:,} events, {total.cost_usd_micros:,} micro-USD"
     wrong = sorted(set(expected) | set(actual))

@@ -29,9 +29,9 @@ from starlette.routing import Route
 
 from aggregator.aggregates import Totals, aggregate_update
 from aggregator.usage_record import UsageRecord
-from catalog.model import Org
+from catalog.model import App, Org
 from catalog.store import CatalogStore
-from ingest_api.submission import BatchSubmission, Rejection, UsageSubmission, check_against_org, to_event
+from ingest_api.submission import BatchSubmission, Rejection, UsageSubmission, check_against, to_event
 from runtime.aws import AwsSettings, open_async_clients
 from runtime.stats_file import stats_path, write_stats
 from workers.pricing import price_event
@@ -65,17 +65,19 @@ def _state(request: Request) -> _State:
     return state
 
 
-async def _org(state: _State, request: Request) -> tuple[Org, str] | JSONResponse:
+async def _org(state: _State, request: Request) -> tuple[Org, App] | JSONResponse:
     org_id, app_id = str(request.path_params["org_id"]), str(request.path_params["app_id"])
     org = await state.catalog.get_org(org_id)
-    if org is None or await state.catalog.get_app(org_id, app_id) is None:
+    app = await state.catalog.get_app(org_id, app_id)
+    if org is None or app is None:
         return JSONResponse({"error": {"code": "NOT_FOUND", "message": "no such org or app"}}, 404)
-    return org, app_id
+    return org, app
 
 
-async def _write(state: _State, org: Org, app_id: str, submission: UsageSubmission, now: datetime) -> None:
-    # Priced exactly as the worker prices; check_against_org has already refused unknown labels.
-    record = price_event(org, to_event(submission, org.org_id, app_id, now), int(time.time() * 1000))
+async def _write(state: _State, org: Org, app: App, submission: UsageSubmission, now: datetime) -> None:
+    # Priced exactly as the worker prices; check_against has already refused unknown labels.
+    event = to_event(submission, org.org_id, app.app_id, now)
+    record = price_event(org, app, event, int(time.time() * 1000))
     assert isinstance(record, UsageRecord)
     state.stats.put_items += 1
     try:
@@ -86,16 +88,16 @@ async def _write(state: _State, org: Org, app_id: str, submission: UsageSubmissi
         state.stats.duplicates += 1
         return
     totals = Totals()
-    totals.add(record.cost_usd_micros, record.tokens)
+    totals.add(record)
     state.stats.update_items += 1
     await state.ddb.update_item(
         **aggregate_update(state.aggregates_table, record.aggregate_key, totals, str(int(time.time() * 1000)))
     )
 
 
-def _checked(raw: object, org: Org, now: datetime) -> UsageSubmission:
+def _checked(raw: object, org: Org, app: App, now: datetime) -> UsageSubmission:
     submission = UsageSubmission.model_validate(raw)
-    check_against_org(submission, org, now, CLOCK_SKEW_S, LATE_ARRIVAL_GRACE_S)
+    check_against(submission, org, app, now, CLOCK_SKEW_S, LATE_ARRIVAL_GRACE_S)
     return submission
 
 
@@ -104,13 +106,13 @@ async def submit(request: Request) -> JSONResponse:
     target = await _org(state, request)
     if isinstance(target, JSONResponse):
         return target
-    org, app_id = target
+    org, app = target
     now = datetime.now(UTC)
     try:
-        submission = _checked(await request.json(), org, now)
+        submission = _checked(await request.json(), org, app, now)
     except (ValidationError, Rejection) as exc:
         return JSONResponse({"error": {"code": "INVALID", "message": str(exc)[:500]}}, 422)
-    await _write(state, org, app_id, submission, now)
+    await _write(state, org, app, submission, now)
     state.stats.events_accepted += 1
     return JSONResponse({"status": "accepted", "request_id": submission.request_id.lower()}, 202)
 
@@ -120,7 +122,7 @@ async def submit_batch(request: Request) -> JSONResponse:
     target = await _org(state, request)
     if isinstance(target, JSONResponse):
         return target
-    org, app_id = target
+    org, app = target
     now = datetime.now(UTC)
     try:
         batch = BatchSubmission.model_validate(await request.json())
@@ -130,11 +132,11 @@ async def submit_batch(request: Request) -> JSONResponse:
     valid: list[UsageSubmission] = []
     for index, raw in enumerate(batch.items):
         try:
-            valid.append(_checked(raw, org, now))
+            valid.append(_checked(raw, org, app, now))
             results.append({"index": index, "status": 202})
         except (ValidationError, Rejection) as exc:
             results.append({"index": index, "status": 422, "error": {"message": str(exc)[:200]}})
-    await asyncio.gather(*(_write(state, org, app_id, s, now) for s in valid))
+    await asyncio.gather(*(_write(state, org, app, s, now) for s in valid))
     state.stats.events_accepted += len(valid)
     return JSONResponse({"accepted": len(valid), "rejected": len(results) - len(valid), "results": results}, 207)
 

@@ -32,12 +32,16 @@ class PlannedEvent:
     tokens: TokenCounts
 
     def totals(self) -> Totals:
-        """This event's contribution to its aggregate: the pricing rule restated (round half up, once per request)."""
+        """This event's contribution to its aggregate's billed counters: the pricing rule restated (round half up,
+        once per request). The split of the cost by category is not restated; `billed` leaves it out."""
         p = ORG_SETTINGS.models[self.label].prices
         numerator = sum(count * p.per_mtok(name) for name, count in self.tokens.counts().items())
-        totals = Totals()
-        totals.add((numerator + 500_000) // 1_000_000, self.tokens)
-        return totals
+        return Totals.of(cost_usd_micros=(numerator + 500_000) // 1_000_000, request_count=1, **self.tokens.counts())
+
+
+def billed(totals: Totals) -> tuple[int, dict[str, int], int, int]:
+    """What the benchmark checks of an aggregate: cost, tokens per category, requests and errors."""
+    return totals.cost_usd_micros, totals.tokens, totals.request_count, totals.error_count
 
 
 @dataclass(frozen=True)

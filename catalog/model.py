@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -15,7 +16,34 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 from pydantic.config import JsonDict
 
-from catalog.token_counts import price_field
+from catalog.price_catalog import CatalogPriced
+from catalog.profiles import InferenceProfile
+from catalog.rates import Prices, Pricing, ServiceTier, TierNotPriced
+
+__all__ = [
+    "MAX_MODELS",
+    "MAX_QUOTA_USD_MICROS",
+    "App",
+    "AppSettings",
+    "CallingRegionRequired",
+    "LabelConflict",
+    "ModelSpec",
+    "Org",
+    "OrgSettings",
+    "Prices",
+    "Pricing",
+    "ResolvedLabel",
+    "ServiceTier",
+    "TierNotPriced",
+    "UnknownCallingRegion",
+    "UnknownLabels",
+    "UnknownModelLabel",
+    "is_org_id",
+    "is_slug",
+    "local_midnight",
+    "org_local_day",
+    "resolve_label",
+]
 
 SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9_-]{0,62}[a-z0-9])?$"
 _SLUG = re.compile(SLUG_PATTERN)
@@ -26,7 +54,23 @@ MAX_QUOTA_USD_MICROS = 10**15  # a billion dollars a day: far beyond any real qu
 
 
 class UnknownLabels(ValueError):
-    """An app names model labels its org does not have."""
+    """An app names model labels that neither its org nor its own inference profiles have."""
+
+
+class LabelConflict(ValueError):
+    """An app's inference profile label is also one of its org's model labels: a label must mean one thing."""
+
+
+class UnknownModelLabel(ValueError):
+    code = "UNKNOWN_MODEL_LABEL"
+
+
+class CallingRegionRequired(ValueError):
+    code = "CALLING_REGION_REQUIRED"
+
+
+class UnknownCallingRegion(ValueError):
+    code = "UNKNOWN_CALLING_REGION"
 
 
 def is_org_id(value: str) -> bool:
@@ -73,27 +117,8 @@ UsdMicros = Annotated[int, Field(ge=0, le=MAX_QUOTA_USD_MICROS, strict=True)]
 QuotaScope = Literal["ORG", "APP"]
 
 
-class Prices(BaseModel):
-    """Prices per one million tokens, in integer micro-USD ($3.00 per 1M tokens is 3_000_000)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    input_per_mtok_usd_micros: UsdMicros
-    output_per_mtok_usd_micros: UsdMicros
-    cache_read_per_mtok_usd_micros: UsdMicros = 0
-    cache_write_per_mtok_usd_micros: UsdMicros = 0
-
-    def per_mtok(self, token_field: str) -> int:
-        """The price of one million tokens of a TokenCounts field, e.g. 'input_tokens'."""
-        price: int = getattr(self, price_field(token_field))
-        return price
-
-
-class ModelSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    bedrock_model_id: str = Field(min_length=1, max_length=200)
-    prices: Prices
+class ModelSpec(CatalogPriced):
+    """A model label's Bedrock model and its prices (catalog.rates.Pricing's fields, flat), or a `catalog_model`."""
 
 
 # Examples for the OpenAPI document; tests/unit/test_openapi_document.py keeps them valid.
@@ -201,12 +226,55 @@ class App(BaseModel):
     org_id: OrgId
     app_id: Slug
     settings: AppSettings
+    # Registered through their own routes, not with the app's settings.
+    profiles: dict[Slug, InferenceProfile] = Field(default_factory=dict)
+
+    def labels(self, org: Org) -> set[str]:
+        """Every label this app may use: its org's models and its own inference profiles."""
+        return set(org.settings.models) | set(self.profiles)
 
     def check_against(self, org: Org) -> None:
-        unknown = [label for label in self.settings.daily_quotas_usd_micros if label not in org.settings.models]
-        unknown += [label for label in self.settings.model_ordering or [] if label not in org.settings.models]
+        known = self.labels(org)
+        unknown = [label for label in self.settings.daily_quotas_usd_micros if label not in known]
+        unknown += [label for label in self.settings.model_ordering or [] if label not in known]
         if unknown:
             raise UnknownLabels(f"labels unknown to org {org.org_id}: {sorted(set(unknown))}")
+        conflicts = sorted(set(self.profiles) & set(org.settings.models))
+        if conflicts:
+            raise LabelConflict(f"inference profile labels are also the org's model labels: {conflicts}")
 
     def ordering(self, org: Org) -> list[str]:
         return list(self.settings.model_ordering or org.settings.model_ordering)
+
+
+@dataclass(frozen=True)
+class ResolvedLabel:
+    """What a model label stands for in one call: the model that served it and its prices."""
+
+    model_label: str
+    bedrock_model_id: str
+    pricing: Pricing
+    calling_region: str | None
+    inference_profile_id: str | None = None  # set for a profile label
+
+
+def resolve_label(org: Org, app: App | None, label: str, calling_region: str | None) -> ResolvedLabel:
+    """A label of the org's models, or of the app's inference profiles priced for the Region that served the call.
+
+    `app` may be None where only the org's labels are to be known (its profiles need not be read for them).
+    """
+    spec = org.settings.models.get(label)
+    if spec is not None:
+        return ResolvedLabel(label, spec.bedrock_model_id, spec, calling_region)
+    profile = app.profiles.get(label) if app is not None else None
+    if profile is None:
+        known = ", ".join(app.ordering(org) if app is not None else org.settings.model_ordering)
+        raise UnknownModelLabel(f"model_label {label!r} is not one of: {known}")
+    if calling_region is None:
+        raise CallingRegionRequired(f"{label!r} is an inference profile: calling_region is required")
+    route = profile.regions.get(calling_region)
+    if route is None:
+        raise UnknownCallingRegion(
+            f"inference profile {label!r} has no route for {calling_region}; it serves {sorted(profile.regions)}"
+        )
+    return ResolvedLabel(label, route.bedrock_model_id, route, calling_region, profile.inference_profile_id)

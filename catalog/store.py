@@ -14,12 +14,15 @@ from typing import TYPE_CHECKING, Any
 from pydantic import TypeAdapter
 
 from catalog.credentials import Principal, StoredSecret, hash_secret, new_secret, rotated, secret_matches
-from catalog.model import App, AppSettings, Org, OrgSettings, UnknownLabels
+from catalog.model import App, AppSettings, LabelConflict, Org, OrgSettings, UnknownLabels
+from catalog.profiles import InferenceProfile
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
 
 _SECRETS = TypeAdapter(list[StoredSecret])
+_PROFILES = TypeAdapter(dict[str, InferenceProfile])
+MAX_PROFILES = 20
 _MAX_ATTEMPTS = 5
 
 
@@ -42,7 +45,15 @@ class AppNotFound(CatalogEntryNotFound):
 
 
 class LabelInUse(ValueError):
-    """An org update would remove model labels that apps still name."""
+    """An update would remove model labels that an app still names."""
+
+
+class ProfileNotFound(CatalogEntryNotFound):
+    pass
+
+
+class TooManyProfiles(ValueError):
+    pass
 
 
 def not_found(principal: Principal) -> CatalogEntryNotFound:
@@ -125,8 +136,7 @@ class CatalogStore:
         item = await self._cached(("app", org_id, app_id), app_key(org_id, app_id))
         if not item:
             return None
-        settings = AppSettings.model_validate_json(item["doc"]["S"])
-        return App(org_id=org_id, app_id=app_id, settings=settings)
+        return _app_from_item(org_id, app_id, item)
 
     async def list_apps(self, org_id: str) -> list[App]:
         apps: list[App] = []
@@ -139,9 +149,7 @@ class CatalogStore:
             page = await self._ddb.query(**kwargs)
             for item in page.get("Items", []):
                 app_id = item["sk"]["S"].removeprefix("APP#")
-                apps.append(
-                    App(org_id=org_id, app_id=app_id, settings=AppSettings.model_validate_json(item["doc"]["S"]))
-                )
+                apps.append(_app_from_item(org_id, app_id, item))
             if "LastEvaluatedKey" not in page:
                 return apps
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -166,7 +174,7 @@ class CatalogStore:
             for app in await self.list_apps(org_id):
                 try:
                     app.check_against(Org(org_id=org_id, settings=settings, price_version=1))
-                except UnknownLabels as exc:
+                except (UnknownLabels, LabelConflict) as exc:
                     raise LabelInUse(f"app {app.app_id}: {exc}") from exc
         for _ in range(_MAX_ATTEMPTS):
             item = await self._get_item(org_key(org_id))
@@ -189,12 +197,14 @@ class CatalogStore:
         raise ConcurrentUpdate(f"org {org_id} changed concurrently {_MAX_ATTEMPTS} times")
 
     async def put_app(self, org: Org, app_id: str, settings: AppSettings) -> tuple[App, Provisioned]:
-        app = App(org_id=org.org_id, app_id=app_id, settings=settings)
-        app.check_against(org)
         principal = Principal(org.org_id, app_id)
         key = app_key(org.org_id, app_id)
         for _ in range(_MAX_ATTEMPTS):
             item = await self._get_item(key)
+            # The app's inference profiles stay as they are: an ordering or a quota may name them.
+            profiles = _app_from_item(org.org_id, app_id, item).profiles if item else {}
+            app = App(org_id=org.org_id, app_id=app_id, settings=settings, profiles=profiles)
+            app.check_against(org)
             if item is None:
                 secret = new_secret()
                 if await self._create(key, settings.model_dump_json(), secret, {}):
@@ -205,6 +215,49 @@ class CatalogStore:
                 self.invalidate()
                 return app, Provisioned(False, principal.client_id, None)
         raise ConcurrentUpdate(f"app {org.org_id}/{app_id} changed concurrently {_MAX_ATTEMPTS} times")
+
+    async def put_profile(self, org: Org, app_id: str, label: str, profile: InferenceProfile) -> tuple[App, bool]:
+        """Register (or replace) an app's inference profile; True if the label was new."""
+        key = app_key(org.org_id, app_id)
+        for _ in range(_MAX_ATTEMPTS):
+            item = await self._get_item(key)
+            if item is None:
+                raise AppNotFound(org.org_id, app_id)
+            current = _app_from_item(org.org_id, app_id, item)
+            if label not in current.profiles and len(current.profiles) >= MAX_PROFILES:
+                raise TooManyProfiles(f"an app has at most {MAX_PROFILES} inference profiles")
+            app = current.model_copy(update={"profiles": {**current.profiles, label: profile}})
+            app.check_against(org)
+            if await self._set_profiles(key, item, app.profiles):
+                return app, label not in current.profiles
+        raise ConcurrentUpdate(f"app {org.org_id}/{app_id} changed concurrently {_MAX_ATTEMPTS} times")
+
+    async def delete_profile(self, org: Org, app_id: str, label: str) -> None:
+        key = app_key(org.org_id, app_id)
+        for _ in range(_MAX_ATTEMPTS):
+            item = await self._get_item(key)
+            if item is None:
+                raise AppNotFound(org.org_id, app_id)
+            current = _app_from_item(org.org_id, app_id, item)
+            if label not in current.profiles:
+                raise ProfileNotFound(f"app {app_id} has no inference profile {label!r}")
+            if label in (current.settings.model_ordering or []) or label in current.settings.daily_quotas_usd_micros:
+                raise LabelInUse(f"app {app_id} names {label!r} in its model_ordering or quotas; update the app first")
+            remaining = {name: p for name, p in current.profiles.items() if name != label}
+            if await self._set_profiles(key, item, remaining):
+                return
+        raise ConcurrentUpdate(f"app {org.org_id}/{app_id} changed concurrently {_MAX_ATTEMPTS} times")
+
+    async def _set_profiles(self, key: dict[str, Any], item: dict[str, Any], profiles: dict[str, Any]) -> bool:
+        written = await self._conditional_update(
+            key,
+            item,
+            "SET profiles = :profiles, version = :next, updated_at = :now",
+            {":profiles": {"S": _PROFILES.dump_json(profiles).decode()}},
+        )
+        if written:
+            self.invalidate()
+        return written
 
     async def rotate_secret(self, principal: Principal, grace_hours: int, now_s: int | None = None) -> str:
         now = int(time.time()) if now_s is None else now_s
@@ -267,6 +320,13 @@ class CatalogStore:
         except self._ddb.exceptions.ConditionalCheckFailedException:
             return False
         return True
+
+
+def _app_from_item(org_id: str, app_id: str, item: dict[str, Any]) -> App:
+    profiles = _PROFILES.validate_json(item["profiles"]["S"]) if "profiles" in item else {}
+    return App(
+        org_id=org_id, app_id=app_id, settings=AppSettings.model_validate_json(item["doc"]["S"]), profiles=profiles
+    )
 
 
 def _org_from_item(org_id: str, item: dict[str, Any]) -> Org:

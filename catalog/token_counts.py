@@ -25,7 +25,10 @@ class TokenCounts(BaseModel):
     input_tokens: TokenCount = 0
     output_tokens: TokenCount = 0
     cache_read_tokens: TokenCount = 0
+    # Prompt-cache writes with the default 5-minute TTL; a plain cache write count (no TTL given) is one of these.
     cache_write_tokens: TokenCount = 0
+    # Prompt-cache writes with the 1-hour TTL, priced apart (Converse's cacheDetails, ttl "1h").
+    cache_write_1h_tokens: TokenCount = 0
 
     def counts(self) -> dict[str, int]:
         """{field: count} for every category, in declaration order."""
@@ -51,6 +54,11 @@ PRICE_FIELD_SUFFIX = "_per_mtok_usd_micros"
 def category(token_field: str) -> str:
     """'cache_read_tokens' -> 'cache_read'."""
     return token_field.removesuffix("_tokens")
+
+
+def cost_field(token_field: str) -> str:
+    """Where the share of a request's cost due to a category is kept: 'input_tokens' -> 'input_cost_usd_micros'."""
+    return category(token_field) + "_cost_usd_micros"
 
 
 def price_field(token_field: str) -> str:

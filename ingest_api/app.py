@@ -10,7 +10,7 @@ from starlette.middleware import Middleware
 
 from aggregator.aggregates import AggregateReader
 from catalog.store import CatalogStore
-from ingest_api import routes_auth, routes_ops, routes_provisioning, routes_reads, routes_usage
+from ingest_api import routes_auth, routes_ops, routes_profiles, routes_provisioning, routes_reads, routes_usage
 from ingest_api.context import Services
 from ingest_api.errors import exception_handlers
 from ingest_api.fallbacks import FallbackStore
@@ -18,6 +18,7 @@ from ingest_api.health import HealthProbe
 from ingest_api.metrics import ApiMetrics, MetricsMiddleware
 from ingest_api.one_time_secrets import OneTimeSecrets
 from ingest_api.pipeline_status import PipelineMonitor
+from ingest_api.profile_check import ProfileChecker, bedrock_describer
 from ingest_api.publisher import UsagePublisher
 from ingest_api.settings import ApiSettings
 from ingest_api.spend import SpendService
@@ -30,6 +31,7 @@ ROUTES = [
     *routes_provisioning.routes,
     *routes_usage.routes,
     *routes_reads.routes,
+    *routes_profiles.routes,
     *routes_ops.routes,
 ]
 
@@ -75,6 +77,10 @@ def create_app(settings: ApiSettings) -> Starlette:
                     on_error=metrics.status_errors.inc,
                 ),
                 metrics=metrics,
+                profile_checker=ProfileChecker(
+                    bedrock_describer(settings.aws.client_kwargs) if settings.bedrock_profile_check else None,
+                    settings.aws.region,
+                ),
             )
             app.state.services = services
             try:

@@ -16,6 +16,7 @@ from catalog.store import CatalogStore
 from ingest_api.health import HealthProbe
 from ingest_api.one_time_secrets import OneTimeSecrets
 from ingest_api.pipeline_status import PipelineMonitor
+from ingest_api.profile_check import ProfileChecker
 from ingest_api.publisher import UsagePublisher
 from ingest_api.settings import ApiSettings
 from ingest_api.spend import SpendService
@@ -41,6 +42,7 @@ class Services:
     health: HealthProbe
     pipeline: PipelineMonitor
     metrics: ApiMetrics
+    profile_checker: ProfileChecker
     clock: Callable[[], datetime] = field(default=utc_now)
 
     def now(self) -> datetime:

@@ -18,8 +18,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from catalog.model import UnknownLabels
-from catalog.store import AppNotFound, ConcurrentUpdate, LabelInUse, OrgNotFound
+from catalog.model import LabelConflict, UnknownLabels
+from catalog.store import AppNotFound, ConcurrentUpdate, LabelInUse, OrgNotFound, ProfileNotFound, TooManyProfiles
+from ingest_api.profile_check import ProfileCheckDisabled, ProfileCheckFailed, ProfileCheckUnavailable
 from ingest_api.publisher import QueueUnavailable
 from ingest_api.spend import QuotaExceeded
 from ingest_api.submission import Rejection
@@ -63,6 +64,9 @@ DOMAIN_ERRORS: dict[type[Exception], HttpMapping] = {
     ConcurrentUpdate: HttpMapping(409, "CONCURRENT_UPDATE"),
     LabelInUse: HttpMapping(409, "LABEL_IN_USE"),
     UnknownLabels: HttpMapping(422, "UNKNOWN_MODEL_LABEL"),
+    LabelConflict: HttpMapping(409, "LABEL_CONFLICT"),
+    ProfileNotFound: HttpMapping(404, "PROFILE_NOT_FOUND"),
+    TooManyProfiles: HttpMapping(422, "TOO_MANY_PROFILES"),
     TokenExpired: HttpMapping(401, "TOKEN_EXPIRED", headers=tuple(BEARER_CHALLENGE.items())),
     InvalidToken: HttpMapping(401, "INVALID_TOKEN", headers=tuple(BEARER_CHALLENGE.items())),
     TokenRevoked: HttpMapping(401, "TOKEN_REVOKED", headers=tuple(BEARER_CHALLENGE.items())),
@@ -75,6 +79,9 @@ DOMAIN_ERRORS: dict[type[Exception], HttpMapping] = {
     # Its code says which check refused the event.
     Rejection: HttpMapping(422, "EVENT_REJECTED"),
     QuotaExceeded: HttpMapping(429, "QUOTA_EXCEEDED", headers_of=_quota_headers),
+    ProfileCheckDisabled: HttpMapping(422, "PROFILE_CHECK_DISABLED"),
+    ProfileCheckFailed: HttpMapping(422, "PROFILE_CHECK_FAILED"),
+    ProfileCheckUnavailable: HttpMapping(503, "PROFILE_CHECK_UNAVAILABLE", headers=(("Retry-After", "5"),)),
 }
 
 
@@ -109,9 +116,10 @@ def domain_error_response(exc: Exception) -> JSONResponse:
         raise TypeError(f"{type(exc).__name__} has no HTTP mapping") from exc
     # An exception may carry its own code and details (a rejection's reason, a quota's per-label standing).
     code = getattr(exc, "code", None) or mapping.code
+    status = getattr(exc, "status", None) or mapping.status
     headers = {**dict(mapping.headers), **(mapping.headers_of(exc) if mapping.headers_of else {})}
     message = mapping.message or str(exc)
-    return JSONResponse(error_body(code, message, getattr(exc, "details", None)), mapping.status, headers=headers)
+    return JSONResponse(error_body(code, message, getattr(exc, "details", None)), status, headers=headers)
 
 
 async def handle_domain_error(request: Request, exc: Exception) -> Response:

@@ -8,6 +8,7 @@ from pydantic import BaseModel
 
 from catalog.model import ORG_ID_PATTERN, SLUG_PATTERN, AppSettings, OrgSettings
 from ingest_api.routes_auth import RefreshRequest, RevokeRequest, TokenRequest
+from ingest_api.routes_profiles import ProfileRegistration
 from ingest_api.routes_provisioning import RotateRequest
 from ingest_api.submission import MAX_BATCH_ITEMS, UsageSubmission
 
@@ -19,6 +20,7 @@ _MODELS: list[type[BaseModel]] = [
     RefreshRequest,
     RevokeRequest,
     UsageSubmission,
+    ProfileRegistration,
 ]
 
 ERROR = {
@@ -37,6 +39,12 @@ ORG_ID = {"name": "org_id", "in": "path", "required": True, "schema": {"type": "
 APP_ID = {"name": "app_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": SLUG_PATTERN}}
 DATE = {"name": "date", "in": "path", "required": True, "schema": {"type": "string", "format": "date"}}
 CLAIM = {"name": "claim", "in": "path", "required": True, "schema": {"type": "string"}}
+PROFILE_LABEL = {
+    "name": "profile_label",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": SLUG_PATTERN},
+}
 
 
 def _close_keyed_objects(schema: Any) -> Any:
@@ -91,13 +99,14 @@ def build_openapi() -> dict[str, Any]:
         schema = _close_keyed_objects(model.model_json_schema(ref_template="#/components/schemas/{model}"))
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
+    events = {"type": "array", "minItems": 1, "maxItems": MAX_BATCH_ITEMS, "items": _ref(UsageSubmission)}
+    # `requests` is the earlier service's name for `items`: one of the two.
     batch = {
         "type": "object",
         "additionalProperties": False,
-        "required": ["items"],
-        "properties": {
-            "items": {"type": "array", "minItems": 1, "maxItems": MAX_BATCH_ITEMS, "items": _ref(UsageSubmission)}
-        },
+        "minProperties": 1,
+        "maxProperties": 1,
+        "properties": {"items": events, "requests": events},
     }
     auth_errors = (400, 401, 403, 404, 422)
     paths: dict[str, Any] = {
@@ -204,6 +213,31 @@ def build_openapi() -> dict[str, Any]:
             "get": _op(
                 "The model to use now under the daily quotas", "bearer", [ORG_ID, APP_ID], _responses(*auth_errors, 429)
             )
+        },
+        "/api/v1/orgs/{org_id}/apps/{app_id}/inference-profiles": {
+            "post": _op(
+                "Register (201) or replace (200) an inference profile of the app (org token)",
+                "bearer",
+                [ORG_ID, APP_ID],
+                {**_responses(*auth_errors, 409, 503, ok=200), "201": {"description": "registered"}},
+                _body(_ref(ProfileRegistration)),
+            ),
+            "get": _op("The app's inference profiles", "bearer", [ORG_ID, APP_ID], _responses(*auth_errors)),
+        },
+        "/api/v1/orgs/{org_id}/apps/{app_id}/inference-profiles/{profile_label}": {
+            "get": _op("One inference profile", "bearer", [ORG_ID, APP_ID, PROFILE_LABEL], _responses(*auth_errors)),
+            "delete": {
+                **_op(
+                    "Delete an inference profile no ordering or quota names (org token)",
+                    "bearer",
+                    [ORG_ID, APP_ID, PROFILE_LABEL],
+                    _responses(*auth_errors, 409),
+                ),
+                "responses": {
+                    "204": {"description": "deleted"},
+                    **{k: v for k, v in _responses(*auth_errors, 409).items() if k != "200"},
+                },
+            },
         },
         "/health": {"get": _op("Tables and queue reachable", None, [], _responses(503))},
         "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text"}}}},

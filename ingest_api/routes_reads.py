@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from aggregator.aggregates import Totals
+from catalog.model import App, Org
 from ingest_api.auth import ClientCall, client_endpoint
 from ingest_api.errors import ApiError
 from ingest_api.selection import TIGHT_PERCENT, describe_labels
@@ -34,8 +35,11 @@ def _requested_day(request: Request) -> date | None:
 
 
 def _model_rows(report: DayReport) -> list[dict[str, Any]]:
-    ordering = report.org.settings.model_ordering
-    labels = list(ordering) + sorted(set(report.by_label) - set(ordering))
+    ordering = list(report.org.settings.model_ordering)
+    if report.app is not None:
+        # An app's own inference profile labels follow its org's, in the app's order.
+        ordering += [label for label in report.app.ordering(report.org) if label not in ordering]
+    labels = ordering + sorted(set(report.by_label) - set(ordering))
     rows = []
     for label in labels:
         totals = report.by_label.get(label, Totals())
@@ -44,6 +48,7 @@ def _model_rows(report: DayReport) -> list[dict[str, Any]]:
             {
                 "model_label": label,
                 **totals.as_dict(),
+                "by_category": totals.by_category(),
                 "quota_usd_micros": quota,
                 "quota_used_percent": None if not quota else round(100.0 * totals.cost_usd_micros / quota, 2),
             }
@@ -51,11 +56,30 @@ def _model_rows(report: DayReport) -> list[dict[str, Any]]:
     return rows
 
 
-def _total(by_label: dict[str, Totals]) -> dict[str, int]:
+def _total(by_label: dict[str, Totals]) -> dict[str, Any]:
     total = Totals()
     for totals in by_label.values():
         total.merge(totals)
-    return total.as_dict()
+    return {**total.as_dict(), "by_category": total.by_category()}
+
+
+def _label_pricing(org: Org, app: App, label: str) -> dict[str, Any]:
+    """What the client should call for a label, and what it costs there."""
+    spec = org.settings.models.get(label)
+    if spec is not None:
+        return {"bedrock_model_id": spec.bedrock_model_id, "inference_profile_id": None, "pricing": spec.described()}
+    profile = app.profiles[label]
+    return {
+        # A profile is invoked by its id or ARN; the model that serves a call depends on the calling Region.
+        "bedrock_model_id": profile.inference_profile_id,
+        "inference_profile_id": profile.inference_profile_id,
+        "pricing": {
+            "regions": {
+                region: {"bedrock_model_id": route.bedrock_model_id, **route.described()}
+                for region, route in profile.regions.items()
+            }
+        },
+    }
 
 
 def _day_body(report: DayReport) -> dict[str, Any]:
@@ -94,7 +118,7 @@ async def model_selection(request: Request, call: ClientCall) -> JSONResponse:
             "app_id": call.app_id,
             "date": choice.day.isoformat(),
             "model_label": choice.model_label,
-            "bedrock_model_id": choice.org.settings.models[choice.model_label].bedrock_model_id,
+            **_label_pricing(choice.org, choice.app, choice.model_label),
             "mode": selection.mode,
             "fallback": selection.position > 0,
             "position": selection.position,

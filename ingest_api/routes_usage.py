@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from catalog.model import Org
+from catalog.model import App, Org
 from ingest_api.auth import ClientCall, client_endpoint
 from ingest_api.context import Services
 from ingest_api.errors import validation_details
@@ -21,18 +21,17 @@ from ingest_api.submission import (
     Rejection,
     UsageSubmission,
     canonical_request_id,
-    check_against_org,
+    check_against,
     is_request_id,
     to_event,
 )
 from workers.message import UsageEvent
 
 
-async def _target(call: ClientCall) -> Org:
+async def _target(call: ClientCall) -> tuple[Org, App]:
     assert call.app_id is not None
     org = await call.svc.catalog.require_org(call.org_id)
-    await call.svc.catalog.require_app(call.org_id, call.app_id)
-    return org
+    return org, await call.svc.catalog.require_app(call.org_id, call.app_id)
 
 
 async def _enqueue(svc: Services, events: list[UsageEvent]) -> None:
@@ -44,19 +43,19 @@ async def _enqueue(svc: Services, events: list[UsageEvent]) -> None:
     svc.metrics.events_accepted.inc(len(events))
 
 
-def _check(svc: Services, submission: UsageSubmission, org: Org, now: datetime) -> None:
-    check_against_org(submission, org, now, svc.settings.clock_skew_s, svc.settings.late_arrival_grace_s)
+def _check(svc: Services, submission: UsageSubmission, org: Org, app: App, now: datetime) -> None:
+    check_against(submission, org, app, now, svc.settings.clock_skew_s, svc.settings.late_arrival_grace_s)
 
 
 @client_endpoint("app")
 async def submit(request: Request, call: ClientCall) -> JSONResponse:
     assert call.app_id is not None
     svc = call.svc
-    org = await _target(call)
+    org, app = await _target(call)
     submission = await body_as(request, UsageSubmission)
     now = svc.now()
     try:
-        _check(svc, submission, org, now)
+        _check(svc, submission, org, app, now)
     except Rejection as exc:
         svc.metrics.events_rejected.labels(exc.code).inc()
         raise
@@ -68,7 +67,7 @@ async def submit(request: Request, call: ClientCall) -> JSONResponse:
 async def submit_batch(request: Request, call: ClientCall) -> JSONResponse:
     assert call.app_id is not None
     svc = call.svc
-    org = await _target(call)
+    org, app = await _target(call)
     batch = await body_as(request, BatchSubmission)
     now = svc.now()
     results: list[dict[str, Any]] = []
@@ -83,7 +82,7 @@ async def submit_batch(request: Request, call: ClientCall) -> JSONResponse:
             result["request_id"] = canonical_request_id(request_id)
         try:
             submission = UsageSubmission.model_validate(raw)
-            _check(svc, submission, org, now)
+            _check(svc, submission, org, app, now)
             if submission.request_id in seen:
                 raise Rejection("DUPLICATE_IN_BATCH", "this request_id appears earlier in the same batch")
         except ValidationError as exc:
@@ -93,7 +92,7 @@ async def submit_batch(request: Request, call: ClientCall) -> JSONResponse:
             )
             svc.metrics.events_rejected.labels("VALIDATION_ERROR").inc()
         except Rejection as exc:
-            result.update(status=422, error={"code": exc.code, "message": exc.message})
+            result.update(status=exc.status, error={"code": exc.code, "message": exc.message})
             svc.metrics.events_rejected.labels(exc.code).inc()
         else:
             seen.add(submission.request_id)
@@ -103,8 +102,10 @@ async def submit_batch(request: Request, call: ClientCall) -> JSONResponse:
     if events:
         await _enqueue(svc, events)
     accepted = len(events)
+    rejected = len(results) - accepted
+    # `failed` is the earlier service's name for `rejected`: its clients read it.
     return JSONResponse(
-        {"accepted": accepted, "rejected": len(results) - accepted, "results": results}, status_code=207
+        {"accepted": accepted, "rejected": rejected, "failed": rejected, "results": results}, status_code=207
     )
 
 

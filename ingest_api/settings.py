@@ -45,6 +45,8 @@ class ApiSettings:
     metrics_refresh_s: float = 5.0
     # Where the publisher's request counters are written as JSON on shutdown; None: nowhere.
     stats_file: Path | None = None
+    # Whether a profile registration may ask Bedrock's GetInferenceProfile to confirm it (needs AWS credentials).
+    bedrock_profile_check: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ApiSettings:
@@ -86,4 +88,5 @@ ENVIRONMENT: dict[str, tuple[str, Parse]] = {
     "CK_ONE_TIME_SECRET_TTL_S": ("one_time_secret_ttl_s", int),
     "CK_METRICS_REFRESH_S": ("metrics_refresh_s", float),
     "CK_API_STATS_FILE": ("stats_file", path),
+    "CK_BEDROCK_PROFILE_CHECK": ("bedrock_profile_check", _flag),
 }

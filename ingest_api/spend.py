@@ -86,7 +86,7 @@ class SpendService:
         app = await self._catalog.require_app(org_id, app_id)
         day = day or self.today(org)
         spend = await self._aggregates.day(org_id, day.isoformat())
-        quotas = {label: app_quota(org, app, label) for label in org.settings.models}
+        quotas = {label: app_quota(org, app, label) for label in sorted(app.labels(org))}
         return DayReport(org, app, day, spend.app_by_label(app_id), quotas, [app_id])
 
     async def choose_model(self, org_id: str, app_id: str) -> ModelChoice:

@@ -1,4 +1,4 @@
-"""What a client posts as usage, and the checks that need the org: model label and the org-local day window."""
+"""What a client posts as usage, and the checks that need its org and app: label, Region, tier, model, day window."""
 
 from __future__ import annotations
 
@@ -6,11 +6,31 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, TypeGuard
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
 
-from catalog.model import Org
-from catalog.token_counts import TokenCounts
-from workers.message import UsageEvent
+from catalog.model import (
+    App,
+    CallingRegionRequired,
+    Org,
+    ServiceTier,
+    TierNotPriced,
+    UnknownCallingRegion,
+    UnknownModelLabel,
+    resolve_label,
+)
+from catalog.profiles import RegionName
+from catalog.token_counts import TOKEN_FIELDS, TokenCounts
+from ingest_api.bedrock_usage import ConverseUsage, service_tier_name
+from workers.message import CallStatus, UsageEvent
 
 MAX_BATCH_ITEMS = 100
 REQUEST_ID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
@@ -44,7 +64,11 @@ def _representable_in_utc(value: datetime) -> datetime:
 
 
 class UsageSubmission(TokenCounts):
-    """One usage event as a client posts it: the TokenCounts fields (each optional, 0 if absent) plus these."""
+    """One usage event as a client posts it: the TokenCounts fields (each optional, 0 if absent) plus these.
+
+    The earlier service's payload is accepted as it is (bedrock_model_id, calling_region, status), and so is a
+    Bedrock Converse response's `usage` block with its `serviceTier`, copied verbatim.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -53,28 +77,71 @@ class UsageSubmission(TokenCounts):
     timestamp: Annotated[AwareDatetime, AfterValidator(_representable_in_utc)] = Field(
         description="when the model call happened, ISO 8601 with a UTC offset"
     )
+    bedrock_model_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=2048,
+        description="the model (or inference profile) called; must be the label's, so no client picks another price",
+    )
+    calling_region: RegionName | None = Field(default=None, description="the Region that served the call")
+    status: CallStatus = "OK"
+    service_tier: Annotated[ServiceTier, BeforeValidator(service_tier_name)] = Field(
+        default="standard",
+        validation_alias=AliasChoices("service_tier", "serviceTier"),
+        description='standard (Bedrock\'s "default"), priority or flex; Bedrock\'s {"type": ...} is taken too',
+    )
+    batch: bool = Field(default=False, strict=True, description="a batch inference (CreateModelInvocationJob) call")
+    usage: ConverseUsage | None = Field(
+        default=None, description="a Converse TokenUsage block, verbatim, instead of the *_tokens fields"
+    )
+
+    @model_validator(mode="after")
+    def _counts_from_usage(self) -> UsageSubmission:
+        if self.usage is None:
+            return self
+        given = sorted(set(TOKEN_FIELDS) & self.model_fields_set)
+        if given:
+            raise ValueError(f"give token counts as a usage block or as fields, not both (also given: {given})")
+        return self.model_copy(update=self.usage.token_counts())
 
 
 class BatchSubmission(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    # Items are validated one by one so that one bad item rejects only itself (207).
-    items: list[dict[str, object]] = Field(min_length=1, max_length=MAX_BATCH_ITEMS)
+    # Items are validated one by one so that one bad item rejects only itself (207). The earlier service called
+    # them `requests`.
+    items: list[dict[str, object]] = Field(
+        min_length=1, max_length=MAX_BATCH_ITEMS, validation_alias=AliasChoices("items", "requests")
+    )
 
 
 class Rejection(ValueError):
-    def __init__(self, code: str, message: str) -> None:
+    """An event refused for what it says, not for how it is written."""
+
+    def __init__(self, code: str, message: str, status: int = 422) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.status = status
 
 
-def check_against_org(
-    submission: UsageSubmission, org: Org, now: datetime, clock_skew_s: int, late_arrival_grace_s: int
+def check_against(
+    submission: UsageSubmission, org: Org, app: App, now: datetime, clock_skew_s: int, late_arrival_grace_s: int
 ) -> None:
-    if submission.model_label not in org.settings.models:
-        known = ", ".join(org.settings.model_ordering)
-        raise Rejection("UNKNOWN_MODEL_LABEL", f"model_label {submission.model_label!r} is not one of: {known}")
+    try:
+        resolved = resolve_label(org, app, submission.model_label, submission.calling_region)
+        resolved.pricing.rate_card(submission.service_tier, submission.batch)
+    except (UnknownModelLabel, CallingRegionRequired, UnknownCallingRegion, TierNotPriced) as exc:
+        raise Rejection(exc.code, str(exc)) from exc
+    claimed = submission.bedrock_model_id
+    if claimed is not None and claimed not in (resolved.bedrock_model_id, resolved.inference_profile_id):
+        raise Rejection(
+            "MODEL_MISMATCH",
+            f"{submission.model_label!r} is {resolved.bedrock_model_id}"
+            + (f" in {resolved.calling_region}" if resolved.inference_profile_id else "")
+            + f", not {claimed}",
+            status=400,
+        )
     # In UTC: arithmetic and comparisons between datetimes sharing one tzinfo use wall-clock time, which is wrong
     # across a DST change when a caller passes times in the org's own zone.
     now = now.astimezone(UTC)
@@ -104,5 +171,9 @@ def to_event(submission: UsageSubmission, org_id: str, app_id: str, accepted_at:
         model_label=submission.model_label,
         timestamp=submission.timestamp,
         accepted_at=accepted_at,
+        calling_region=submission.calling_region,
+        service_tier=submission.service_tier,
+        batch=submission.batch,
+        status=submission.status,
         **TokenCounts.of(submission).counts(),
     )

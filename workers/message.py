@@ -7,16 +7,22 @@ rate-limited per request, so packing events is what keeps the queue cheap at hig
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from catalog.model import OrgId, Slug
+from catalog.model import OrgId, ServiceTier, Slug
+from catalog.profiles import RegionName
 from catalog.token_counts import TokenCounts
+
+CallStatus = Literal["OK", "ERROR"]
 
 # The version this API writes, and the ones this worker reads: after a change, the previous version stays readable
 # for as long as messages of it can be queued (and redriven from the dead-letter queue). Deploy readers first.
-SCHEMA_VERSION = 1
-READABLE_VERSIONS = frozenset({1})
+# Version 2 added calling_region, service_tier, batch and status (and the 1-hour cache write category); a version 1
+# message reads as a Standard-tier, on-demand, successful call with no Region.
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = frozenset({1, 2})
 # SQS accepts 256 KiB everywhere (1 MiB in newer regions); stay under the older limit with headroom for attributes.
 MAX_MESSAGE_BYTES = 240 * 1024
 MAX_EVENTS_PER_MESSAGE = 500
@@ -34,6 +40,12 @@ class UsageEvent(TokenCounts):
     timestamp: AwareDatetime
     # When the API accepted the event, for end-to-end latency figures.
     accepted_at: datetime
+    # The Region that served the call: what an inference profile label is priced by.
+    calling_region: RegionName | None = None
+    service_tier: ServiceTier = "standard"
+    batch: bool = Field(default=False, strict=True)
+    # ERROR calls are stored and counted (as errors too), priced by the tokens they report.
+    status: CallStatus = "OK"
 
 
 class UsageMessage(BaseModel):

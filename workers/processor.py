@@ -47,8 +47,12 @@ class UsageWriter:
         org = await self._catalog.get_org(event.org_id)
         if org is None:
             return Rejected(event, "UNKNOWN_ORG")
+        # Only a label that is not the org's can be one of the app's inference profiles: read the app for those alone.
+        app = None
+        if event.model_label not in org.settings.models:
+            app = await self._catalog.get_app(event.org_id, event.app_id)
         # Stamped again when the item is written (_write); this one only keeps the record complete meanwhile.
-        return price_event(org, event, int(time.time() * 1000))
+        return price_event(org, app, event, int(time.time() * 1000))
 
     async def process(self, message: UsageMessage) -> MessageOutcome:
         """Raises on any error worth retrying; the whole message is then redelivered, which is safe."""

@@ -15,6 +15,7 @@ from tests.unit.factories import ORG_ID
 from workers.message import (
     MAX_EVENTS_PER_MESSAGE,
     MAX_MESSAGE_BYTES,
+    SCHEMA_VERSION,
     PoisonMessage,
     UsageEvent,
     decode,
@@ -57,7 +58,7 @@ def test_round_trip_preserves_every_event_in_order() -> None:
         event(input_tokens=0, output_tokens=0),
     ]
     decoded = decode(encode(events))
-    assert decoded.v == 1
+    assert decoded.v == SCHEMA_VERSION
     assert decoded.events == events
     assert decoded.events[1].timestamp.utcoffset() == timedelta(hours=-4)
 
@@ -84,7 +85,7 @@ def test_encoding_refuses_what_decoding_would_call_poison() -> None:
         "{}",
         '{"v": 1}',
         '{"v": 1, "events": []}',
-        '{"v": 2, "events": [EVENT]}',
+        '{"v": 3, "events": [EVENT]}',  # newer than this worker reads
         '{"v": 1, "events": [EVENT], "extra": true}',
         '{"v": 1, "events": [EVENT, "not an event"]}',
         '{"v": 1, "events": [EVENT]',  # truncated

@@ -54,8 +54,8 @@ def _walk(node: Any) -> list[dict[str, Any]]:
 
 def test_maps_keyed_by_label_refuse_other_keys_in_the_document_as_the_models_do() -> None:
     keyed = [s for s in _walk(build_openapi()["components"]["schemas"]) if "patternProperties" in s]
-    # models, daily quotas of the org and of the app.
-    assert len(keyed) == 3
+    # models, daily quotas of the org and of the app, an inference profile's Regions.
+    assert len(keyed) == 4
     assert all(s["additionalProperties"] is False for s in keyed)
     with pytest.raises(ValueError, match="daily_quotas_usd_micros"):
         AppSettings.model_validate({"daily_quotas_usd_micros": {"Not-A-Slug": 1}})

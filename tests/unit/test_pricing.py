@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from aggregator.usage_record import UsageRecord
 from catalog.model import MAX_QUOTA_USD_MICROS, Prices
 from catalog.token_counts import TokenCounts
-from tests.unit.factories import ORG_ID, org, prices
+from tests.unit.factories import ORG_ID, app, org, prices
 from workers import pricing
 from workers.message import UsageEvent
 from workers.pricing import price_event
@@ -161,21 +161,24 @@ def test_within_half_a_micro_dollar_and_monotonic(
 # --- price_event: the usage item of one queued event ----------------------------------------------------------------
 
 
-def queued(label: str = "premium", **counts: int) -> UsageEvent:
-    return UsageEvent(
-        org_id=ORG_ID,
-        app_id="chatbot",
-        request_id="0f8fad5b-d9cb-469f-a165-70867728950e",
-        model_label=label,
-        timestamp=datetime(2024, 6, 15, 23, 30, tzinfo=UTC),
-        accepted_at=datetime(2024, 6, 15, 23, 30, 0, 250_000, tzinfo=UTC),
-        **counts,
+def queued(label: str = "premium", **fields: object) -> UsageEvent:
+    return UsageEvent.model_validate(
+        {
+            "org_id": ORG_ID,
+            "app_id": "chatbot",
+            "request_id": "0f8fad5b-d9cb-469f-a165-70867728950e",
+            "model_label": label,
+            "timestamp": datetime(2024, 6, 15, 23, 30, tzinfo=UTC),
+            "accepted_at": datetime(2024, 6, 15, 23, 30, 0, 250_000, tzinfo=UTC),
+            **fields,
+        }
     )
 
 
 def test_price_event_prices_with_the_labels_prices_and_stamps_the_price_version() -> None:
     tenant = org(timezone="Asia/Tokyo").model_copy(update={"price_version": 7})
-    record = price_event(tenant, queued(input_tokens=1_000, output_tokens=200, cache_read_tokens=10), 1_718_000_000_123)
+    event = queued(input_tokens=1_000, output_tokens=200, cache_read_tokens=10)
+    record = price_event(tenant, app(), event, 1_718_000_000_123)
     assert isinstance(record, UsageRecord)
     # factories.prices(): $3 in, $15 out, cache reads free: 3_000 + 3_000 micro-USD.
     assert record.cost_usd_micros == 6_000
@@ -191,6 +194,6 @@ def test_price_event_prices_with_the_labels_prices_and_stamps_the_price_version(
 
 def test_price_event_rejects_a_label_the_org_no_longer_has() -> None:
     event = queued("retired", input_tokens=5)
-    result = price_event(org(), event, 0)
+    result = price_event(org(), app(), event, 0)
     assert isinstance(result, pricing.Rejected)
     assert result.event is event and result.reason == "UNKNOWN_MODEL_LABEL"

@@ -191,14 +191,14 @@ def test_deltas_that_cancel_are_dropped() -> None:
 
 
 def test_totals_item_round_trip_and_merge() -> None:
-    t = Totals.of(**dict(zip(COUNTERS, (1, 2, 3, 4, 5, 6), strict=True)))
+    t = Totals.of(**{name: i + 1 for i, name in enumerate(COUNTERS)})
     item = {name: {"N": str(value)} for name, value in t.as_dict().items()}
     assert Totals.from_item(item) == t
     # Missing attributes (an aggregate item written before a counter existed) read as zero.
     assert Totals.from_item({"cost_usd_micros": {"N": "9"}}) == Totals.of(cost_usd_micros=9)
     merged = Totals.of(**dict.fromkeys(COUNTERS, 1))
     merged.merge(t)
-    assert merged == Totals.of(**dict(zip(COUNTERS, (2, 3, 4, 5, 6, 7), strict=True)))
+    assert merged == Totals.of(**{name: i + 2 for i, name in enumerate(COUNTERS)})
     assert Totals().is_zero()
     assert not Totals.of(request_count=-1).is_zero()
 

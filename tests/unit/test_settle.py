@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tests.unit.factories import ORG_ID
-from workers.message import UsageEvent, UsageMessage, decode, encode
+from workers.message import SCHEMA_VERSION, UsageEvent, UsageMessage, decode, encode
 from workers.pricing import Rejected
 from workers.processor import MessageOutcome, UsageWriter
 from workers.settle import MessageSettler
@@ -120,7 +120,7 @@ def test_the_dead_letter_body_of_rejected_events_is_a_valid_message_for_redrive(
     sqs = FakeSQS()
     settle(sqs, FakeWriter(gone_labels=frozenset({"retired"})), encode([event("retired"), event("retired")]))
     body = json.loads(sqs.sent[0]["MessageBody"])
-    assert body["v"] == 1 and len(body["events"]) == 2
+    assert body["v"] == SCHEMA_VERSION and len(body["events"]) == 2
 
 
 def test_the_writer_protocol_matches_the_real_writer() -> None:

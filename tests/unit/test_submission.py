@@ -1,4 +1,4 @@
-"""ingest_api/submission.py::check_against_org: model label, clock skew and the org-local day window."""
+"""ingest_api/submission.py::check_against: model label, clock skew and the org-local day window."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingest_api.submission import Rejection, UsageSubmission, check_against_org, to_event
-from tests.unit.factories import ORG_ID, org
+from ingest_api.submission import Rejection, UsageSubmission, check_against, to_event
+from tests.unit.factories import ORG_ID, app, org
 
 REQUEST_ID = "0F8FAD5B-D9CB-469F-A165-70867728950E"
 SKEW_S = 60
@@ -31,7 +31,7 @@ def verdict(
 ) -> str:
     """'ok' or the rejection code."""
     try:
-        check_against_org(submission(timestamp, label), org(timezone=zone), now, SKEW_S, grace_s)
+        check_against(submission(timestamp, label), org(timezone=zone), app(), now, SKEW_S, grace_s)
     except Rejection as exc:
         return exc.code
     return "ok"
@@ -39,7 +39,9 @@ def verdict(
 
 def test_unknown_label_is_rejected_and_names_the_known_ones() -> None:
     with pytest.raises(Rejection) as info:
-        check_against_org(submission(utc("2024-06-15T12:00:00"), "gpt-4"), org(), utc("2024-06-15T12:00:00"), 60, 900)
+        check_against(
+            submission(utc("2024-06-15T12:00:00"), "gpt-4"), org(), app(), utc("2024-06-15T12:00:00"), 60, 900
+        )
     assert info.value.code == "UNKNOWN_MODEL_LABEL"
     assert "premium, standard, economy" in info.value.message
 
@@ -97,8 +99,13 @@ def test_zero_grace_accepts_only_today() -> None:
 
 def test_rejection_message_names_the_org_local_day() -> None:
     with pytest.raises(Rejection) as info:
-        check_against_org(
-            submission(utc("2024-06-14T12:00:00")), org(timezone="Asia/Tokyo"), utc("2024-06-15T12:00:00"), 60, 900
+        check_against(
+            submission(utc("2024-06-14T12:00:00")),
+            org(timezone="Asia/Tokyo"),
+            app(),
+            utc("2024-06-15T12:00:00"),
+            60,
+            900,
         )
     assert "2024-06-15 in Asia/Tokyo" in info.value.message
 
