@@ -152,6 +152,8 @@ class CostKeeperClient:
     def close(self, timeout_s: float | None = None) -> None:
         """Deliver what is buffered (for at most timeout_s, default options.close_timeout_s), report what could not
         be, and stop. Idempotent."""
+        if self._engine.on_loop_thread():
+            raise RuntimeError("close() cannot be called from the client's own thread (an on_failure callback)")
         with self._close_lock:
             if self._closed:
                 return
