@@ -182,13 +182,21 @@ class Engine:
             if self._closed:
                 return
             self._closing = True
-        if self._batcher_task is None:
+            # Recorders waiting for room get ClientClosed now rather than at the next settle.
+            self._space.notify_all()
+            never_started = self._batcher_task is None and not self._pending
+        if never_started:
             self._closed = True
             return
+        # On the loop this is awaited in: the one it last ran on may have ended (asyncio.run returning).
+        self.start()
+        assert self._space_async is not None
+        self._space_async.set()
         loop = asyncio.get_running_loop()
         self._close_deadline = loop.time() + timeout_s
         self._wake_batcher()
         await self._wait_settled(lambda: self._unsettled == 0, timeout_s)
+        assert self._batcher_task is not None
         self._batcher_task.cancel()
         deliveries = list(self._in_flight)
         for task in deliveries:

@@ -130,5 +130,4 @@ class AsyncCostKeeperClient:
             log.exception("delivering the cost keeper client's events at exit failed")
 
     async def _close_on_new_loop(self, timeout_s: float) -> None:
-        self._engine.start()
         await self._engine.aclose(timeout_s)

@@ -3,14 +3,16 @@ cannot be delivered in time is reported, never dropped silently."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
-from costkeeper_client import NOT_SENT_BEFORE_CLOSE, CostKeeperClient
+from costkeeper_client import NOT_SENT_BEFORE_CLOSE, AsyncCostKeeperClient, ClientClosed, CostKeeperClient
 from tests.unit.client_fakes import APP_ID, BASE_URL, ORG_ID, SECRET, FakeApi
 
 REPO = Path(__file__).resolve().parents[2]
@@ -156,3 +158,45 @@ def test_the_asyncio_client_delivers_at_exit_what_its_loop_left_behind() -> None
     assert len(recorded) == 100
     assert sorted(set(accepted)) == sorted(recorded)
     assert failed == []
+
+
+def test_recorders_waiting_for_room_are_released_with_client_closed_when_the_client_closes() -> None:
+    api = FakeApi()
+    api.gate.clear()
+    options = api.options(max_buffered_events=100, max_batch_items=10)
+    keeper = CostKeeperClient(BASE_URL, ORG_ID, APP_ID, SECRET, options)
+    for _ in range(100):
+        keeper.record("premium")
+    outcome: list[BaseException] = []
+
+    def one_more() -> None:
+        try:
+            keeper.record("premium")
+        except BaseException as exc:
+            outcome.append(exc)
+
+    waiting = threading.Thread(target=one_more)
+    waiting.start()
+    try:
+        keeper.close(timeout_s=0.2)
+    finally:
+        api.gate.set()
+    waiting.join()
+    assert [type(exc) for exc in outcome] == [ClientClosed]
+    assert keeper.stats().failed == 100
+    assert {f.code for f in keeper.failures()} == {NOT_SENT_BEFORE_CLOSE}
+
+
+def test_an_asyncio_client_closed_on_another_loop_delivers_what_the_first_loop_left() -> None:
+    api = FakeApi()
+    keeper = AsyncCostKeeperClient(BASE_URL, ORG_ID, APP_ID, SECRET, api.options())
+
+    async def record() -> list[str]:
+        # Returns before the batcher ever runs: asyncio.run then cancels it, and the events stay buffered.
+        return [(await keeper.record("premium")).request_id for _ in range(30)]
+
+    ids = asyncio.run(record())
+    assert api.posts == []
+    asyncio.run(keeper.aclose())
+    assert sorted(api.accepted) == sorted(ids)
+    assert keeper.failures() == []
