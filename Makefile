@@ -34,8 +34,11 @@ unit: install
 integration: install
 	$(BIN)/python -m pytest -m integration
 
+# Both benchmarks run even if the first misses a target; make fails if either does.
 bench: install
-	$(BIN)/python -m bench.ingest_benchmark
+	$(BIN)/python -m bench.ingest_benchmark; ingest=$$?; \
+	$(BIN)/python -m bench.client_benchmark; client=$$?; \
+	exit $$(( ingest || client ))
 
 stop: install
 	$(BIN)/costkeeper stop

@@ -42,3 +42,9 @@ def test_the_api_does_not_pull_in_the_shard_reader() -> None:
     # /metrics reads the aggregator's lag through aggregator/backlog.py, not through the consumer that follows shards.
     for path in (REPO / "ingest_api").rglob("*.py"):
         assert "aggregator.consumer" not in path.read_text(), path
+
+
+def test_the_client_package_stands_alone() -> None:
+    # Applications install it beside their own code: it may depend on httpx, never on the service's packages.
+    for path in (REPO / "costkeeper_client").rglob("*.py"):
+        assert not project_imports(path), path
