@@ -1,6 +1,6 @@
 """The Lambda handlers, called in-process with events built from the real emulator's queue and stream.
 
-Each test gets a deployment of its own (all six tables and both queues under a fresh prefix, from infra/resources.py)
+Each test gets a deployment of its own (all six tables and both queues under a fresh prefix, from runtime/resources.py)
 that no pipeline process reads: the session's worker and aggregator follow the session prefix only, so nothing but
 the handler under test consumes these messages or applies these stream records, and every aggregate a test reads was
 written by the handler alone. The handlers find the deployment from CK_RESOURCE_PREFIX, as in Lambda.

@@ -1,4 +1,4 @@
-"""aggregator/keys.py: the org-local day of an instant, and how aggregate items are keyed."""
+"""aggregator/aggregates.py and catalog.model.org_local_day: an instant's org-local day, and aggregate keys."""
 
 from __future__ import annotations
 

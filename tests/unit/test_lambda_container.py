@@ -1,4 +1,4 @@
-"""infra/lambda_runtime.py: a Lambda container opens its state once, on one loop, and retries a failed opening."""
+"""runtime/lambda_container.py: a Lambda container opens its state once, on one loop, and retries a failed opening."""
 
 from __future__ import annotations
 
