@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from catalog.model import UnknownLabels
 from catalog.store import AppNotFound, ConcurrentUpdate, LabelInUse, OrgNotFound
 from ingest_api.publisher import QueueUnavailable
-from ingest_api.spend import QuotaExceeded
+from ingest_api.spend import DateRangeReversed, DateRangeTooLong, QuotaExceeded
 from ingest_api.submission import Rejection
 from ingest_api.tokens import InvalidToken, TokenExpired, TokenRevoked
 
@@ -75,6 +75,8 @@ DOMAIN_ERRORS: dict[type[Exception], HttpMapping] = {
     # Its code says which check refused the event.
     Rejection: HttpMapping(422, "EVENT_REJECTED"),
     QuotaExceeded: HttpMapping(429, "QUOTA_EXCEEDED", headers_of=_quota_headers),
+    DateRangeReversed: HttpMapping(400, "INVALID_DATE_RANGE"),
+    DateRangeTooLong: HttpMapping(400, "DATE_RANGE_TOO_LONG"),
 }
 
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from catalog.model import ORG_ID_PATTERN, SLUG_PATTERN, AppSettings, OrgSettings
 from ingest_api.routes_auth import RefreshRequest, RevokeRequest, TokenRequest
 from ingest_api.routes_provisioning import RotateRequest
+from ingest_api.spend import MAX_RANGE_DAYS
 from ingest_api.submission import MAX_BATCH_ITEMS, UsageSubmission
 
 _MODELS: list[type[BaseModel]] = [
@@ -37,6 +38,20 @@ ORG_ID = {"name": "org_id", "in": "path", "required": True, "schema": {"type": "
 APP_ID = {"name": "app_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": SLUG_PATTERN}}
 DATE = {"name": "date", "in": "path", "required": True, "schema": {"type": "string", "format": "date"}}
 CLAIM = {"name": "claim", "in": "path", "required": True, "schema": {"type": "string"}}
+RANGE = [
+    {"name": name, "in": "query", "required": True, "description": what, "schema": {"type": "string", "format": "date"}}
+    for name, what in (
+        ("from", "first org-local day, included"),
+        ("to", f"last org-local day, included; at most {MAX_RANGE_DAYS} days"),
+    )
+]
+FORMAT = {
+    "name": "format",
+    "in": "query",
+    "required": False,
+    "description": "csv: a row per day and model label; default: JSON, or CSV when Accept names text/csv",
+    "schema": {"type": "string", "enum": ["json", "csv"]},
+}
 
 
 def _close_keyed_objects(schema: Any) -> Any:
@@ -67,6 +82,12 @@ def _responses(*codes: int, ok: int = 200) -> dict[str, Any]:
     responses: dict[str, Any] = {str(ok): {"description": "success", "content": {"application/json": {"schema": {}}}}}
     for code in codes:
         responses[str(code)] = {"description": "error", "content": {"application/json": {"schema": ERROR}}}
+    return responses
+
+
+def _range_responses(*codes: int) -> dict[str, Any]:
+    responses = _responses(*codes)
+    responses["200"]["content"]["text/csv"] = {"schema": {"type": "string"}}
     return responses
 
 
@@ -186,6 +207,22 @@ def build_openapi() -> dict[str, Any]:
                 [ORG_ID, APP_ID],
                 {**_responses(*auth_errors, 503, ok=207)},
                 _body(batch),
+            )
+        },
+        "/api/v1/orgs/{org_id}/aggregates": {
+            "get": _op(
+                "Org-wide spend per model label on each day of a range, as JSON or CSV",
+                "bearer",
+                [ORG_ID, *RANGE, FORMAT],
+                _range_responses(*auth_errors),
+            )
+        },
+        "/api/v1/orgs/{org_id}/apps/{app_id}/aggregates": {
+            "get": _op(
+                "One app's spend per model label on each day of a range, as JSON or CSV",
+                "bearer",
+                [ORG_ID, APP_ID, *RANGE, FORMAT],
+                _range_responses(*auth_errors),
             )
         },
         "/api/v1/orgs/{org_id}/aggregates/today": {
