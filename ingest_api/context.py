@@ -15,6 +15,7 @@ from starlette.requests import Request
 from catalog.store import CatalogStore
 from ingest_api.health import HealthProbe
 from ingest_api.one_time_secrets import OneTimeSecrets
+from ingest_api.pipeline_history import PipelineSampler
 from ingest_api.pipeline_status import PipelineMonitor
 from ingest_api.publisher import UsagePublisher
 from ingest_api.settings import ApiSettings
@@ -40,6 +41,7 @@ class Services:
     spend: SpendService
     health: HealthProbe
     pipeline: PipelineMonitor
+    pipeline_history: PipelineSampler
     metrics: ApiMetrics
     clock: Callable[[], datetime] = field(default=utc_now)
 

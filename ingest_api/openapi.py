@@ -8,6 +8,7 @@ from pydantic import BaseModel
 
 from catalog.model import ORG_ID_PATTERN, SLUG_PATTERN, AppSettings, OrgSettings
 from ingest_api.routes_auth import RefreshRequest, RevokeRequest, TokenRequest
+from ingest_api.routes_dashboard import ASSET_TYPES
 from ingest_api.routes_provisioning import RotateRequest
 from ingest_api.spend import MAX_RANGE_DAYS
 from ingest_api.submission import MAX_BATCH_ITEMS, UsageSubmission
@@ -78,11 +79,12 @@ def _body(schema: dict[str, Any], form: bool = False) -> dict[str, Any]:
     return {"required": True, "content": content}
 
 
+def _errors(*codes: int) -> dict[str, Any]:
+    return {str(code): {"description": "error", "content": {"application/json": {"schema": ERROR}}} for code in codes}
+
+
 def _responses(*codes: int, ok: int = 200) -> dict[str, Any]:
-    responses: dict[str, Any] = {str(ok): {"description": "success", "content": {"application/json": {"schema": {}}}}}
-    for code in codes:
-        responses[str(code)] = {"description": "error", "content": {"application/json": {"schema": ERROR}}}
-    return responses
+    return {str(ok): {"description": "success", "content": {"application/json": {"schema": {}}}}, **_errors(*codes)}
 
 
 def _range_responses(*codes: int) -> dict[str, Any]:
@@ -244,15 +246,43 @@ def build_openapi() -> dict[str, Any]:
         },
         "/health": {"get": _op("Tables and queue reachable", None, [], _responses(503))},
         "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text"}}}},
-        "/status": {
+        "/dashboard": {
             "get": {
-                "summary": "Queue depth, dead letters and aggregator lag as an HTML page",
+                "summary": "The spend and pipeline dashboard: a page that signs in with a pasted token or admin key",
+                "responses": {"200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}},
+            }
+        },
+        "/dashboard/assets/{name}": {
+            "get": {
+                "summary": "The dashboard's script, stylesheets and icon, shipped in the package",
+                "parameters": [
+                    {
+                        "name": "name",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "enum": list(ASSET_TYPES)},
+                    }
+                ],
                 "responses": {
-                    "200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}},
-                    "503": {
-                        "description": "not measured yet",
-                        "content": {"text/html": {"schema": {"type": "string"}}},
+                    "200": {
+                        "description": "the asset",
+                        "content": {
+                            media_type.split(";")[0]: {"schema": {"type": "string"}}
+                            for media_type in ASSET_TYPES.values()
+                        },
                     },
+                    **_errors(404),
+                },
+            }
+        },
+        "/dashboard/view": {
+            "get": {
+                "summary": "The dashboard's view for the caller: their org's or app's spend, quotas and model "
+                "selection for a bearer token; every org's spend and the pipeline for the admin key",
+                "security": [{"bearer": []}, {"apiKey": []}],
+                "responses": {
+                    "200": {"description": "HTML fragment", "content": {"text/html": {"schema": {"type": "string"}}}},
+                    **_errors(401, 404, 503),
                 },
             }
         },
