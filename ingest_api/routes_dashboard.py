@@ -8,6 +8,7 @@ styles and images from this origin only, no inline script or style, no framing, 
 
 from __future__ import annotations
 
+import asyncio
 from importlib import resources
 
 from starlette.requests import Request
@@ -68,10 +69,12 @@ async def asset(request: Request) -> Response:
 
 @viewer_endpoint
 async def view(request: Request, viewer: Viewer) -> HTMLResponse:
+    # Drawing takes tens of milliseconds (an hour of samples, 30 days of labels): off the event loop, so usage
+    # posts are not held up by someone looking at charts.
     if viewer.principal is None:
-        body = render_admin(await admin_dashboard(viewer.svc))
+        body = await asyncio.to_thread(render_admin, await admin_dashboard(viewer.svc))
     else:
-        body = render_client(await client_dashboard(viewer.svc, viewer.principal))
+        body = await asyncio.to_thread(render_client, await client_dashboard(viewer.svc, viewer.principal))
     return HTMLResponse(body, headers={**SECURITY_HEADERS, "Cache-Control": "no-store"})
 
 
