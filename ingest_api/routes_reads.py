@@ -17,7 +17,7 @@ from aggregator.aggregates import COUNTERS, Totals
 from ingest_api.auth import ClientCall, client_endpoint
 from ingest_api.errors import ApiError
 from ingest_api.selection import TIGHT_PERCENT, describe_labels
-from ingest_api.spend import DayReport, RangeReport, report_labels
+from ingest_api.spend import DayReport, RangeReport
 
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
@@ -64,8 +64,10 @@ def _range_query(request: Request) -> RangeQuery:
 
 
 def _model_rows(report: DayReport) -> list[dict[str, Any]]:
+    ordering = report.org.settings.model_ordering
+    labels = list(ordering) + sorted(set(report.by_label) - set(ordering))
     rows = []
-    for label in report_labels(report.org, set(report.by_label)):
+    for label in labels:
         totals = report.by_label.get(label, Totals())
         quota = report.quotas.get(label)
         rows.append(
@@ -80,7 +82,10 @@ def _model_rows(report: DayReport) -> list[dict[str, Any]]:
 
 
 def _total(by_label: dict[str, Totals]) -> dict[str, int]:
-    return Totals.sum(by_label.values()).as_dict()
+    total = Totals()
+    for totals in by_label.values():
+        total.merge(totals)
+    return total.as_dict()
 
 
 def _day_body(report: DayReport) -> dict[str, Any]:
