@@ -154,6 +154,23 @@ class CatalogStore:
                 return apps
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
+    async def list_orgs(self, limit: int) -> list[Org]:
+        """Up to `limit` orgs, in no particular order. A Scan: for operator views, never on a client's request path."""
+        orgs: list[Org] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "FilterExpression": "sk = :org",
+            "ExpressionAttributeValues": {":org": org_key("")["sk"]},
+        }
+        while len(orgs) < limit:
+            page = await self._ddb.scan(**kwargs)
+            for item in page.get("Items", []):
+                orgs.append(_org_from_item(item["pk"]["S"].removeprefix("ORG#"), item))
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return orgs[:limit]
+
     async def authenticate(self, principal: Principal, secret: str, now_s: int | None = None) -> bool:
         # Never cached: a rotation with no grace period must lock the old secret out at once.
         item = await self._get_item(principal_key(principal))

@@ -10,13 +10,22 @@ from starlette.middleware import Middleware
 
 from aggregator.aggregates import AggregateReader
 from catalog.store import CatalogStore
-from ingest_api import routes_auth, routes_ops, routes_profiles, routes_provisioning, routes_reads, routes_usage
+from ingest_api import (
+    routes_auth,
+    routes_dashboard,
+    routes_ops,
+    routes_profiles,
+    routes_provisioning,
+    routes_reads,
+    routes_usage,
+)
 from ingest_api.context import Services
 from ingest_api.errors import exception_handlers
 from ingest_api.fallbacks import FallbackStore
 from ingest_api.health import HealthProbe
 from ingest_api.metrics import ApiMetrics, MetricsMiddleware
 from ingest_api.one_time_secrets import OneTimeSecrets
+from ingest_api.pipeline_history import PipelineSampler
 from ingest_api.pipeline_status import PipelineMonitor
 from ingest_api.profile_check import ProfileChecker, bedrock_describer
 from ingest_api.publisher import UsagePublisher
@@ -33,6 +42,7 @@ ROUTES = [
     *routes_reads.routes,
     *routes_profiles.routes,
     *routes_ops.routes,
+    *routes_dashboard.routes,
 ]
 
 
@@ -50,6 +60,13 @@ def create_app(settings: ApiSettings) -> Starlette:
             )
             publisher.start()
             catalog = CatalogStore(clients.dynamodb, names.config_table, settings.catalog_cache_ttl_s)
+            monitor = PipelineMonitor(
+                clients,
+                names,
+                settings.metrics_refresh_s,
+                on_status=metrics.record_status,
+                on_error=metrics.status_errors.inc,
+            )
             services = Services(
                 settings=settings,
                 catalog=catalog,
@@ -69,13 +86,8 @@ def create_app(settings: ApiSettings) -> Starlette:
                     on_selection=lambda mode: metrics.selections.labels(mode).inc(),
                 ),
                 health=HealthProbe(clients, names, queue_url, dlq_url),
-                pipeline=PipelineMonitor(
-                    clients,
-                    names,
-                    settings.metrics_refresh_s,
-                    on_status=metrics.record_status,
-                    on_error=metrics.status_errors.inc,
-                ),
+                pipeline=monitor,
+                pipeline_history=PipelineSampler(monitor, settings.metrics_refresh_s),
                 metrics=metrics,
                 profile_checker=ProfileChecker(
                     bedrock_describer(settings.aws.client_kwargs) if settings.bedrock_profile_check else None,
@@ -83,9 +95,11 @@ def create_app(settings: ApiSettings) -> Starlette:
                 ),
             )
             app.state.services = services
+            services.pipeline_history.start()
             try:
                 yield
             finally:
+                await services.pipeline_history.close()
                 # Requests still waiting on the queue get their answer before the clients close.
                 await publisher.close()
                 if settings.stats_file is not None:

@@ -2,8 +2,9 @@
 
 Admin endpoints take the admin API key (X-API-Key). Client endpoints take a bearer access token: an org token may act
 on its org and every app of it, an app token only on its own app, and neither on anything of another org. Routes
-declare which they are with `admin_endpoint` or `client_endpoint`; nothing else reads credentials, so anything that
-must happen per caller (a per-client limit, say) has this one home.
+declare which they are with `admin_endpoint` or `client_endpoint`, or `viewer_endpoint` for a page that shows each
+caller their own (the dashboard); nothing else reads credentials, so anything that must happen per caller (a
+per-client limit, say) has this one home.
 """
 
 from __future__ import annotations
@@ -98,5 +99,29 @@ def admin_endpoint(handler: Callable[[Request, Services], Awaitable[Response]]) 
         svc = services(request)
         require_admin(request, svc)
         return await handler(request, svc)
+
+    return endpoint
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Whoever may look: the admin (principal None) or a token's own org or app. Nothing in the request names the
+    tenant, so there is nothing to authorize beyond the credential itself."""
+
+    svc: Services
+    principal: Principal | None
+
+
+def viewer_endpoint(handler: Callable[[Request, Viewer], Awaitable[Response]]) -> Endpoint:
+    """A route for either credential: the admin API key when X-API-Key is sent, a bearer access token otherwise."""
+
+    @wraps(handler)
+    async def endpoint(request: Request) -> Response:
+        svc = services(request)
+        if "x-api-key" in request.headers:
+            require_admin(request, svc)
+            return await handler(request, Viewer(svc, None))
+        claims = await bearer_claims(request, svc)
+        return await handler(request, Viewer(svc, claims.principal))
 
     return endpoint

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from catalog.store import CatalogStore
 from ingest_api.health import HealthProbe
 from ingest_api.one_time_secrets import OneTimeSecrets
+from ingest_api.pipeline_history import PipelineSampler
 from ingest_api.pipeline_status import PipelineMonitor
 from ingest_api.profile_check import ProfileChecker
 from ingest_api.publisher import UsagePublisher
@@ -41,6 +42,7 @@ class Services:
     spend: SpendService
     health: HealthProbe
     pipeline: PipelineMonitor
+    pipeline_history: PipelineSampler
     metrics: ApiMetrics
     profile_checker: ProfileChecker
     clock: Callable[[], datetime] = field(default=utc_now)

@@ -22,7 +22,7 @@ from catalog.model import LabelConflict, UnknownLabels
 from catalog.store import AppNotFound, ConcurrentUpdate, LabelInUse, OrgNotFound, ProfileNotFound, TooManyProfiles
 from ingest_api.profile_check import ProfileCheckDisabled, ProfileCheckFailed, ProfileCheckUnavailable
 from ingest_api.publisher import QueueUnavailable
-from ingest_api.spend import QuotaExceeded
+from ingest_api.spend import DateRangeReversed, DateRangeTooLong, QuotaExceeded
 from ingest_api.submission import Rejection
 from ingest_api.tokens import InvalidToken, TokenExpired, TokenRevoked
 
@@ -82,6 +82,8 @@ DOMAIN_ERRORS: dict[type[Exception], HttpMapping] = {
     ProfileCheckDisabled: HttpMapping(422, "PROFILE_CHECK_DISABLED"),
     ProfileCheckFailed: HttpMapping(422, "PROFILE_CHECK_FAILED"),
     ProfileCheckUnavailable: HttpMapping(503, "PROFILE_CHECK_UNAVAILABLE", headers=(("Retry-After", "5"),)),
+    DateRangeReversed: HttpMapping(400, "INVALID_DATE_RANGE"),
+    DateRangeTooLong: HttpMapping(400, "DATE_RANGE_TOO_LONG"),
 }
 
 

@@ -8,8 +8,10 @@ from pydantic import BaseModel
 
 from catalog.model import ORG_ID_PATTERN, SLUG_PATTERN, AppSettings, OrgSettings
 from ingest_api.routes_auth import RefreshRequest, RevokeRequest, TokenRequest
+from ingest_api.routes_dashboard import ASSET_TYPES
 from ingest_api.routes_profiles import ProfileRegistration
 from ingest_api.routes_provisioning import RotateRequest
+from ingest_api.spend import MAX_RANGE_DAYS
 from ingest_api.submission import MAX_BATCH_ITEMS, UsageSubmission
 
 _MODELS: list[type[BaseModel]] = [
@@ -45,6 +47,20 @@ PROFILE_LABEL = {
     "required": True,
     "schema": {"type": "string", "pattern": SLUG_PATTERN},
 }
+RANGE = [
+    {"name": name, "in": "query", "required": True, "description": what, "schema": {"type": "string", "format": "date"}}
+    for name, what in (
+        ("from", "first org-local day, included"),
+        ("to", f"last org-local day, included; at most {MAX_RANGE_DAYS} days"),
+    )
+]
+FORMAT = {
+    "name": "format",
+    "in": "query",
+    "required": False,
+    "description": "csv: a row per day and model label; default: JSON, or CSV when Accept names text/csv",
+    "schema": {"type": "string", "enum": ["json", "csv"]},
+}
 
 
 def _close_keyed_objects(schema: Any) -> Any:
@@ -71,10 +87,17 @@ def _body(schema: dict[str, Any], form: bool = False) -> dict[str, Any]:
     return {"required": True, "content": content}
 
 
+def _errors(*codes: int) -> dict[str, Any]:
+    return {str(code): {"description": "error", "content": {"application/json": {"schema": ERROR}}} for code in codes}
+
+
 def _responses(*codes: int, ok: int = 200) -> dict[str, Any]:
-    responses: dict[str, Any] = {str(ok): {"description": "success", "content": {"application/json": {"schema": {}}}}}
-    for code in codes:
-        responses[str(code)] = {"description": "error", "content": {"application/json": {"schema": ERROR}}}
+    return {str(ok): {"description": "success", "content": {"application/json": {"schema": {}}}}, **_errors(*codes)}
+
+
+def _range_responses(*codes: int) -> dict[str, Any]:
+    responses = _responses(*codes)
+    responses["200"]["content"]["text/csv"] = {"schema": {"type": "string"}}
     return responses
 
 
@@ -197,6 +220,22 @@ def build_openapi() -> dict[str, Any]:
                 _body(batch),
             )
         },
+        "/api/v1/orgs/{org_id}/aggregates": {
+            "get": _op(
+                "Org-wide spend per model label on each day of a range, as JSON or CSV",
+                "bearer",
+                [ORG_ID, *RANGE, FORMAT],
+                _range_responses(*auth_errors),
+            )
+        },
+        "/api/v1/orgs/{org_id}/apps/{app_id}/aggregates": {
+            "get": _op(
+                "One app's spend per model label on each day of a range, as JSON or CSV",
+                "bearer",
+                [ORG_ID, APP_ID, *RANGE, FORMAT],
+                _range_responses(*auth_errors),
+            )
+        },
         "/api/v1/orgs/{org_id}/aggregates/today": {
             "get": _op("Today's org-wide spend per model label", "bearer", [ORG_ID], _responses(*auth_errors))
         },
@@ -241,15 +280,43 @@ def build_openapi() -> dict[str, Any]:
         },
         "/health": {"get": _op("Tables and queue reachable", None, [], _responses(503))},
         "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text"}}}},
-        "/status": {
+        "/dashboard": {
             "get": {
-                "summary": "Queue depth, dead letters and aggregator lag as an HTML page",
+                "summary": "The spend and pipeline dashboard: a page that signs in with a pasted token or admin key",
+                "responses": {"200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}},
+            }
+        },
+        "/dashboard/assets/{name}": {
+            "get": {
+                "summary": "The dashboard's script, stylesheets and icon, shipped in the package",
+                "parameters": [
+                    {
+                        "name": "name",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "enum": list(ASSET_TYPES)},
+                    }
+                ],
                 "responses": {
-                    "200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}},
-                    "503": {
-                        "description": "not measured yet",
-                        "content": {"text/html": {"schema": {"type": "string"}}},
+                    "200": {
+                        "description": "the asset",
+                        "content": {
+                            media_type.split(";")[0]: {"schema": {"type": "string"}}
+                            for media_type in ASSET_TYPES.values()
+                        },
                     },
+                    **_errors(404),
+                },
+            }
+        },
+        "/dashboard/view": {
+            "get": {
+                "summary": "The dashboard's view for the caller: their org's or app's spend, quotas and model "
+                "selection for a bearer token; every org's spend and the pipeline for the admin key",
+                "security": [{"bearer": []}, {"apiKey": []}],
+                "responses": {
+                    "200": {"description": "HTML fragment", "content": {"text/html": {"schema": {"type": "string"}}}},
+                    **_errors(401, 404, 503),
                 },
             }
         },

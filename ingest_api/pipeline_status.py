@@ -1,6 +1,6 @@
 """The pipeline's figures: queue and dead-letter depth, and how far the aggregator is behind the stream.
 
-The API serves them (/metrics, /status); the operator tooling (`costkeeper queue`/`watch`, the test harness) reads
+The API serves them (/metrics, the dashboard); the operator tooling (`costkeeper queue`/`watch`, the test harness) reads
 them through here too. Each part is measured by the stage that owns it (runtime/queue_depth.py, aggregator/backlog.py).
 """
 
@@ -60,7 +60,8 @@ async def pipeline_status(clients: AsyncClients, names: ResourceNames) -> Pipeli
 class PipelineMonitor:
     """The pipeline status measured at most every max_age_s, however often it is asked for.
 
-    /metrics and /status share it, so a browser tab left open costs no more than a scraper does.
+    /metrics, the dashboard and its history sampler share it, so a browser tab left open costs no more than a scraper
+    does.
     """
 
     def __init__(

@@ -41,7 +41,8 @@ class ApiSettings:
     publish_timeout_s: float = 5.0
     # How long a one-time secret link (provisioning and rotation answers) can be claimed.
     one_time_secret_ttl_s: int = 24 * 3600
-    # /metrics and /status measure the queues and the aggregator's lag at most this often.
+    # /metrics and the dashboard measure the queues and the aggregator's lag at most this often; the dashboard's
+    # history samples them this often too (at least every second).
     metrics_refresh_s: float = 5.0
     # Where the publisher's request counters are written as JSON on shutdown; None: nowhere.
     stats_file: Path | None = None

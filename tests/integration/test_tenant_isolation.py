@@ -18,7 +18,13 @@ pytestmark = pytest.mark.integration
 def reads(org_id: str, app_id: str) -> list[str]:
     org = f"/api/v1/orgs/{org_id}"
     app = f"{org}/apps/{app_id}"
-    return [f"{app}/aggregates/today", f"{app}/aggregates/2024-01-01", f"{app}/model-selection"]
+    return [
+        f"{app}/aggregates/today",
+        f"{app}/aggregates/2024-01-01",
+        f"{app}/aggregates?from=2024-01-01&to=2024-01-31",
+        f"{app}/aggregates?from=2024-01-01&to=2024-01-31&format=csv",
+        f"{app}/model-selection",
+    ]
 
 
 def writes(http: httpx.Client, org_id: str, app_id: str, headers: dict[str, str]) -> list[httpx.Response]:
@@ -30,7 +36,12 @@ def writes(http: httpx.Client, org_id: str, app_id: str, headers: dict[str, str]
 
 
 def org_reads(org_id: str) -> list[str]:
-    return [f"/api/v1/orgs/{org_id}/aggregates/today", f"/api/v1/orgs/{org_id}/aggregates/2024-01-01"]
+    org = f"/api/v1/orgs/{org_id}"
+    return [
+        f"{org}/aggregates/today",
+        f"{org}/aggregates/2024-01-01",
+        f"{org}/aggregates?from=2024-01-01&to=2024-01-02",
+    ]
 
 
 def requests_counted(http: httpx.Client, org_id: str, headers: dict[str, str]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from catalog.model import UnknownLabels
 from catalog.store import AppNotFound, ConcurrentUpdate, LabelInUse, OrgNotFound
 from ingest_api.errors import DOMAIN_ERRORS, domain_error_response, exception_handlers
 from ingest_api.publisher import QueueUnavailable
-from ingest_api.spend import QuotaExceeded
+from ingest_api.spend import DateRangeReversed, DateRangeTooLong, QuotaExceeded
 from ingest_api.submission import Rejection
 from ingest_api.tokens import InvalidToken, TokenExpired, TokenRevoked
 from tests.unit.factories import ORG_ID
@@ -37,6 +37,8 @@ def answer(exc: Exception) -> tuple[int, dict[str, object], dict[str, str]]:
         (TokenRevoked("revoked"), 401, "TOKEN_REVOKED"),
         (QueueUnavailable("timeout"), 503, "QUEUE_UNAVAILABLE"),
         (Rejection("TIMESTAMP_IN_FUTURE", "timestamp is in the future"), 422, "TIMESTAMP_IN_FUTURE"),
+        (DateRangeReversed("to is before from"), 400, "INVALID_DATE_RANGE"),
+        (DateRangeTooLong("93 days"), 400, "DATE_RANGE_TOO_LONG"),
     ],
 )
 def test_each_domain_error_has_its_status_and_code(exc: Exception, status: int, code: str) -> None:
