@@ -36,9 +36,10 @@ def csv_rows(r: httpx.Response) -> list[dict[str, str]]:
 
 
 def json_as_csv_rows(body: dict[str, Any]) -> list[dict[str, str]]:
-    """The JSON answer flattened as the CSV states it: a row per day and label."""
+    """The JSON answer flattened as the CSV states it: a row per day and label, its counters (the JSON's nested
+    per-category breakdown is the same counters again)."""
     return [
-        {"date": day["date"], **{k: str(v) for k, v in model.items()}}
+        {"date": day["date"], "model_label": model["model_label"], **{k: str(model[k]) for k in COUNTERS}}
         for day in body["days"]
         for model in day["models"]
     ]
