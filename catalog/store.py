@@ -11,11 +11,13 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from cachetools import TTLCache
 from pydantic import TypeAdapter
 
-from catalog.credentials import Principal, StoredSecret, hash_secret, new_secret, rotated, secret_matches
+from catalog.credentials import Principal, StoredSecret, hash_secret, matching_generation, new_secret, rotated
 from catalog.model import App, AppSettings, LabelConflict, Org, OrgSettings, UnknownLabels
 from catalog.profiles import InferenceProfile
+from catalog.sessions import SessionGrant, SessionState
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -24,6 +26,7 @@ _SECRETS = TypeAdapter(list[StoredSecret])
 _PROFILES = TypeAdapter(dict[str, InferenceProfile])
 MAX_PROFILES = 20
 _MAX_ATTEMPTS = 5
+SESSION_CACHE_ENTRIES = 10_000
 
 
 class ConcurrentUpdate(RuntimeError):
@@ -91,11 +94,17 @@ class _CacheEntry:
 
 
 class CatalogStore:
-    def __init__(self, ddb: DynamoDBClient, table: str, cache_ttl_s: float = 5.0) -> None:
+    def __init__(
+        self, ddb: DynamoDBClient, table: str, cache_ttl_s: float = 5.0, session_cache_ttl_s: float = 2.0
+    ) -> None:
         self._ddb = ddb
         self._table = table
         self._cache_ttl_s = cache_ttl_s
         self._cache: dict[tuple[str, ...], _CacheEntry] = {}
+        # Checked on every bearer request: trusted briefly, like a "not revoked" answer (README, Security).
+        self._sessions: TTLCache[Principal, SessionState | None] | None = (
+            TTLCache(SESSION_CACHE_ENTRIES, session_cache_ttl_s) if session_cache_ttl_s > 0 else None
+        )
 
     # -- reads -------------------------------------------------------------------------------------------------
 
@@ -154,16 +163,51 @@ class CatalogStore:
                 return apps
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    async def authenticate(self, principal: Principal, secret: str, now_s: int | None = None) -> bool:
+    async def authenticate(self, principal: Principal, secret: str, now_s: int | None = None) -> SessionGrant | None:
+        """What a session begun with this secret records; None for an unknown client or a wrong or retired secret."""
         # Never cached: a rotation with no grace period must lock the old secret out at once.
         item = await self._get_item(principal_key(principal))
         if item is None:
-            return False
+            return None
         stored = _SECRETS.validate_json(item["secrets"]["S"])
-        return secret_matches(secret, stored, int(time.time()) if now_s is None else now_s)
+        generation = matching_generation(secret, stored, int(time.time()) if now_s is None else now_s)
+        return None if generation is None else SessionGrant(generation, _session_epoch(item))
 
-    async def exists(self, principal: Principal) -> bool:
-        return await self._get_item(principal_key(principal)) is not None
+    async def session_state(self, principal: Principal) -> SessionState | None:
+        """The client's secrets and session epoch; None if the client no longer exists."""
+        if self._sessions is not None and principal in self._sessions:
+            return self._sessions[principal]
+        item = await self._get_item(principal_key(principal))
+        state = (
+            None
+            if item is None
+            else SessionState(tuple(_SECRETS.validate_json(item["secrets"]["S"])), _session_epoch(item))
+        )
+        if self._sessions is not None:
+            self._sessions[principal] = state
+        return state
+
+    def _forget_sessions(self, principal: Principal) -> None:
+        if self._sessions is not None:
+            self._sessions.pop(principal, None)
+
+    async def end_sessions(self, principal: Principal) -> int:
+        """End every session of the client (its secrets stay valid); the client's new session epoch."""
+        key = principal_key(principal)
+        for _ in range(_MAX_ATTEMPTS):
+            item = await self._get_item(key)
+            if item is None:
+                raise not_found(principal)
+            epoch = _session_epoch(item) + 1
+            if await self._conditional_update(
+                key,
+                item,
+                "SET session_epoch = :epoch, version = :next, updated_at = :now",
+                {":epoch": {"N": str(epoch)}},
+            ):
+                self._forget_sessions(principal)
+                return epoch
+        raise ConcurrentUpdate(f"{principal.client_id} changed concurrently {_MAX_ATTEMPTS} times")
 
     # -- writes ------------------------------------------------------------------------------------------------
 
@@ -274,6 +318,7 @@ class CatalogStore:
                 "SET secrets = :secrets, version = :next, updated_at = :now",
                 {":secrets": {"S": _SECRETS.dump_json(stored).decode()}},
             ):
+                self._forget_sessions(principal)
                 return secret
         raise ConcurrentUpdate(f"{principal.client_id} changed concurrently {_MAX_ATTEMPTS} times")
 
@@ -320,6 +365,10 @@ class CatalogStore:
         except self._ddb.exceptions.ConditionalCheckFailedException:
             return False
         return True
+
+
+def _session_epoch(item: dict[str, Any]) -> int:
+    return int(item["session_epoch"]["N"]) if "session_epoch" in item else 0
 
 
 def _app_from_item(org_id: str, app_id: str, item: dict[str, Any]) -> App:

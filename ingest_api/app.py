@@ -49,14 +49,24 @@ def create_app(settings: ApiSettings) -> Starlette:
                 clients.sqs, queue_url, settings.publisher_max_inflight, settings.publish_timeout_s
             )
             publisher.start()
-            catalog = CatalogStore(clients.dynamodb, names.config_table, settings.catalog_cache_ttl_s)
+            catalog = CatalogStore(
+                clients.dynamodb, names.config_table, settings.catalog_cache_ttl_s, settings.revocation_cache_ttl_s
+            )
             services = Services(
                 settings=settings,
                 catalog=catalog,
                 publisher=publisher,
-                issuer=TokenIssuer(settings.jwt_secret, settings.access_token_ttl_s, settings.refresh_token_ttl_s),
+                issuer=TokenIssuer(
+                    settings.jwt_secret,
+                    settings.access_token_ttl_s,
+                    settings.refresh_token_ttl_s,
+                    settings.session_max_lifetime_s,
+                ),
                 revocations=RevocationStore(
-                    clients.dynamodb, names.revoked_tokens_table, settings.revocation_cache_ttl_s
+                    clients.dynamodb,
+                    names.revoked_tokens_table,
+                    settings.revocation_cache_ttl_s,
+                    memo_ttl_s=settings.access_token_ttl_s,
                 ),
                 one_time_secrets=OneTimeSecrets(
                     clients.dynamodb, names.one_time_secrets_table, settings.one_time_secret_ttl_s

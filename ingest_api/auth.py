@@ -9,6 +9,7 @@ must happen per caller (a per-client limit, say) has this one home.
 from __future__ import annotations
 
 import hmac
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import wraps
@@ -21,7 +22,7 @@ from catalog.credentials import Principal
 from ingest_api.context import Services, services
 from ingest_api.errors import BEARER_CHALLENGE, ApiError
 from ingest_api.requests import path_app_id, path_org_id
-from ingest_api.tokens import TokenClaims, TokenRevoked
+from ingest_api.tokens import SessionEnded, TokenClaims, TokenRevoked
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -56,9 +57,19 @@ async def bearer_claims(request: Request, svc: Services) -> TokenClaims:
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "UNAUTHORIZED", "a bearer access token is required", headers=BEARER_CHALLENGE)
     claims = svc.issuer.decode(token.strip(), expected="access")
+    await require_live_session(svc, claims)
     if await svc.revocations.is_revoked(claims):
         raise TokenRevoked("this token has been revoked")
     return claims
+
+
+async def require_live_session(svc: Services, claims: TokenClaims) -> None:
+    """Raises unless the client still exists and the secret and epoch that began the token's session still stand."""
+    state = await svc.catalog.session_state(claims.principal)
+    if state is None:
+        raise SessionEnded("the client no longer exists")
+    if not state.admits(claims.session.grant, int(time.time())):
+        raise SessionEnded("this session has ended: its secret was rotated out or its sessions were revoked")
 
 
 def authorize(principal: Principal, org_id: str, app_id: str | None) -> None:

@@ -178,6 +178,14 @@ def build_openapi() -> dict[str, Any]:
                 {"required": False, "content": {"application/json": {"schema": _ref(RotateRequest)}}},
             )
         },
+        "/api/v1/orgs/{org_id}/sessions/revoke": {
+            "post": _op("End every session of the org client", "apiKey", [ORG_ID], _responses(400, 401, 404, 409))
+        },
+        "/api/v1/orgs/{org_id}/apps/{app_id}/sessions/revoke": {
+            "post": _op(
+                "End every session of an app client", "apiKey", [ORG_ID, APP_ID], _responses(400, 401, 404, 409)
+            )
+        },
         "/api/v1/secrets/{claim}": {"get": _op("Claim a one-time secret", None, [CLAIM], _responses(404))},
         "/api/v1/orgs/{org_id}/apps/{app_id}/usage": {
             "post": _op(

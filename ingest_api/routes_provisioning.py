@@ -1,4 +1,4 @@
-"""Admin provisioning (X-API-Key): orgs, apps, credential rotation; and the one-time secret claim."""
+"""Admin provisioning (X-API-Key): orgs, apps, credential rotation, ending sessions; and the one-time secret claim."""
 
 from __future__ import annotations
 
@@ -101,6 +101,21 @@ async def rotate_app(request: Request, svc: Services) -> JSONResponse:
     return await _rotate(request, svc, Principal(path_org_id(request), path_app_id(request)))
 
 
+async def _end_sessions(svc: Services, principal: Principal) -> JSONResponse:
+    epoch = await svc.catalog.end_sessions(principal)
+    return JSONResponse({"client_id": principal.client_id, "sessions_revoked": True, "session_epoch": epoch})
+
+
+@admin_endpoint
+async def end_org_sessions(request: Request, svc: Services) -> JSONResponse:
+    return await _end_sessions(svc, Principal(path_org_id(request)))
+
+
+@admin_endpoint
+async def end_app_sessions(request: Request, svc: Services) -> JSONResponse:
+    return await _end_sessions(svc, Principal(path_org_id(request), path_app_id(request)))
+
+
 async def claim_secret(request: Request) -> JSONResponse:
     svc = services(request)
     claim = str(request.path_params["claim"])
@@ -118,5 +133,7 @@ routes = [
     Route("/api/v1/orgs/{org_id}/apps/{app_id}", get_app, methods=["GET"]),
     Route("/api/v1/orgs/{org_id}/credentials/rotate", rotate_org, methods=["POST"]),
     Route("/api/v1/orgs/{org_id}/apps/{app_id}/credentials/rotate", rotate_app, methods=["POST"]),
+    Route("/api/v1/orgs/{org_id}/sessions/revoke", end_org_sessions, methods=["POST"]),
+    Route("/api/v1/orgs/{org_id}/apps/{app_id}/sessions/revoke", end_app_sessions, methods=["POST"]),
     Route("/api/v1/secrets/{claim}", claim_secret, methods=["GET"]),
 ]

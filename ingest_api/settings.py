@@ -28,6 +28,8 @@ class ApiSettings:
     access_log: bool = False
     access_token_ttl_s: int = 3600
     refresh_token_ttl_s: int = 30 * 86400
+    # A session (its first token, then every refresh) ends this long after it began, however often it is refreshed.
+    session_max_lifetime_s: int = 30 * 86400
     # Timestamps up to this far ahead of the server clock are accepted: client clocks drift.
     clock_skew_s: int = 60
     # Events of the previous org-local day are still accepted this long after local midnight.
@@ -79,6 +81,7 @@ ENVIRONMENT: dict[str, tuple[str, Parse]] = {
     "CK_ACCESS_LOG": ("access_log", _flag),
     "CK_ACCESS_TOKEN_TTL_S": ("access_token_ttl_s", int),
     "CK_REFRESH_TOKEN_TTL_S": ("refresh_token_ttl_s", int),
+    "CK_SESSION_MAX_LIFETIME_S": ("session_max_lifetime_s", int),
     "CK_CLOCK_SKEW_S": ("clock_skew_s", int),
     "CK_LATE_ARRIVAL_GRACE_S": ("late_arrival_grace_s", int),
     "CK_REVOCATION_CACHE_TTL_S": ("revocation_cache_ttl_s", float),
