@@ -11,8 +11,10 @@ from starlette.middleware import Middleware
 from aggregator.aggregates import AggregateReader
 from catalog.store import CatalogStore
 from ingest_api import routes_auth, routes_ops, routes_profiles, routes_provisioning, routes_reads, routes_usage
+from ingest_api.body_limit import BodyLimitMiddleware
+from ingest_api.concurrency import ConcurrencyLimitMiddleware
 from ingest_api.context import Services
-from ingest_api.errors import exception_handlers
+from ingest_api.errors import domain_error_response, exception_handlers
 from ingest_api.fallbacks import FallbackStore
 from ingest_api.health import HealthProbe
 from ingest_api.metrics import ApiMetrics, MetricsMiddleware
@@ -25,6 +27,9 @@ from ingest_api.spend import SpendService
 from ingest_api.tokens import RevocationStore, TokenIssuer
 from runtime.aws import open_async_clients
 from runtime.stats_file import write_stats
+
+# Answered however busy the process is: the load balancer's question is only whether it is alive.
+LIVENESS_PATHS = frozenset({"/health"})
 
 ROUTES = [
     *routes_auth.routes,
@@ -46,7 +51,12 @@ def create_app(settings: ApiSettings) -> Starlette:
             queue_url = (await clients.sqs.get_queue_url(QueueName=names.usage_queue))["QueueUrl"]
             dlq_url = (await clients.sqs.get_queue_url(QueueName=names.dead_letter_queue))["QueueUrl"]
             publisher = UsagePublisher(
-                clients.sqs, queue_url, settings.publisher_max_inflight, settings.publish_timeout_s
+                clients.sqs,
+                queue_url,
+                settings.publisher_max_inflight,
+                settings.publish_timeout_s,
+                settings.publisher_max_pending_events,
+                settings.publisher_max_pending_bytes,
             )
             publisher.start()
             catalog = CatalogStore(
@@ -104,6 +114,15 @@ def create_app(settings: ApiSettings) -> Starlette:
     return Starlette(
         routes=ROUTES,
         lifespan=lifespan,
-        middleware=[Middleware(MetricsMiddleware, metrics=lambda: metrics, routes=ROUTES)],
+        middleware=[
+            Middleware(MetricsMiddleware, metrics=lambda: metrics, routes=ROUTES),
+            Middleware(
+                ConcurrencyLimitMiddleware,
+                max_requests=settings.max_concurrent_requests,
+                reject=domain_error_response,
+                exempt_paths=LIVENESS_PATHS,
+            ),
+            Middleware(BodyLimitMiddleware),
+        ],
         exception_handlers=exception_handlers(),
     )

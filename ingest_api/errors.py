@@ -20,8 +20,10 @@ from starlette.responses import JSONResponse, Response
 
 from catalog.model import LabelConflict, UnknownLabels
 from catalog.store import AppNotFound, ConcurrentUpdate, LabelInUse, OrgNotFound, ProfileNotFound, TooManyProfiles
+from ingest_api.body_limit import BodyTooLarge
+from ingest_api.concurrency import Overloaded
 from ingest_api.profile_check import ProfileCheckDisabled, ProfileCheckFailed, ProfileCheckUnavailable
-from ingest_api.publisher import QueueUnavailable
+from ingest_api.publisher import QueueBacklogFull, QueueUnavailable
 from ingest_api.spend import QuotaExceeded
 from ingest_api.submission import Rejection
 from ingest_api.tokens import InvalidToken, TokenExpired, TokenRevoked
@@ -76,6 +78,14 @@ DOMAIN_ERRORS: dict[type[Exception], HttpMapping] = {
         "usage may not have been queued; retry with the same request_id (a retry is never counted twice)",
         (("Retry-After", "1"),),
     ),
+    QueueBacklogFull: HttpMapping(
+        503,
+        "QUEUE_BACKLOG_FULL",
+        "too much usage is waiting for the queue; nothing of this request was queued: retry it later",
+        (("Retry-After", "1"),),
+    ),
+    BodyTooLarge: HttpMapping(413, "PAYLOAD_TOO_LARGE"),
+    Overloaded: HttpMapping(503, "OVERLOADED", headers=(("Retry-After", "1"),)),
     # Its code says which check refused the event.
     Rejection: HttpMapping(422, "EVENT_REJECTED"),
     QuotaExceeded: HttpMapping(429, "QUOTA_EXCEEDED", headers_of=_quota_headers),

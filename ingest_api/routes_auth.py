@@ -16,7 +16,7 @@ from catalog.credentials import Principal
 from ingest_api.auth import require_live_session
 from ingest_api.context import services
 from ingest_api.errors import ApiError
-from ingest_api.requests import MAX_BODY_BYTES, parse_model, read_json
+from ingest_api.requests import parse_model, read_json
 from ingest_api.tokens import InvalidToken, RefreshTokenReused, TokenExpired, TokenPair, TokenRevoked
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -48,9 +48,7 @@ async def _form_or_json(request: Request) -> dict[str, Any]:
     content_type = request.headers.get("content-type", "")
     data: dict[str, Any]
     if content_type.startswith("application/x-www-form-urlencoded"):
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            raise ApiError(413, "PAYLOAD_TOO_LARGE", "request body too large")
+        body = await request.body()  # capped while it streams (body_limit.py)
         try:
             parsed = parse_qs(body.decode(), keep_blank_values=True, strict_parsing=False)
         except UnicodeDecodeError as exc:

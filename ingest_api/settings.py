@@ -41,6 +41,11 @@ class ApiSettings:
     publisher_max_inflight: int = 4
     # The longest a request waits for the queue to acknowledge its events before it is answered 503.
     publish_timeout_s: float = 5.0
+    # Events (and their encoded bytes) waiting for a send; past either, a request is refused at once with a 503.
+    publisher_max_pending_events: int = 20_000
+    publisher_max_pending_bytes: int = 16 * 1024 * 1024
+    # Requests one process works on at once; past it, 503 OVERLOADED at once (liveness exempt).
+    max_concurrent_requests: int = 256
     # How long a one-time secret link (provisioning and rotation answers) can be claimed.
     one_time_secret_ttl_s: int = 24 * 3600
     # /metrics and /status measure the queues and the aggregator's lag at most this often.
@@ -88,6 +93,9 @@ ENVIRONMENT: dict[str, tuple[str, Parse]] = {
     "CK_CATALOG_CACHE_TTL_S": ("catalog_cache_ttl_s", float),
     "CK_PUBLISHER_MAX_INFLIGHT": ("publisher_max_inflight", int),
     "CK_PUBLISH_TIMEOUT_S": ("publish_timeout_s", float),
+    "CK_PUBLISHER_MAX_PENDING_EVENTS": ("publisher_max_pending_events", int),
+    "CK_PUBLISHER_MAX_PENDING_BYTES": ("publisher_max_pending_bytes", int),
+    "CK_MAX_CONCURRENT_REQUESTS": ("max_concurrent_requests", int),
     "CK_ONE_TIME_SECRET_TTL_S": ("one_time_secret_ttl_s", int),
     "CK_METRICS_REFRESH_S": ("metrics_refresh_s", float),
     "CK_API_STATS_FILE": ("stats_file", path),
