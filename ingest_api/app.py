@@ -22,6 +22,7 @@ from ingest_api.one_time_secrets import OneTimeSecrets
 from ingest_api.pipeline_status import PipelineMonitor
 from ingest_api.profile_check import ProfileChecker, bedrock_describer
 from ingest_api.publisher import UsagePublisher
+from ingest_api.rate_limits import rate_limiter
 from ingest_api.settings import ApiSettings
 from ingest_api.spend import SpendService
 from ingest_api.tokens import RevocationStore, TokenIssuer
@@ -101,6 +102,7 @@ def create_app(settings: ApiSettings) -> Starlette:
                     bedrock_describer(settings.aws.client_kwargs) if settings.bedrock_profile_check else None,
                     settings.aws.region,
                 ),
+                limits=rate_limiter(settings),
             )
             app.state.services = services
             try:

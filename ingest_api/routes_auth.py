@@ -13,9 +13,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from catalog.credentials import Principal
-from ingest_api.auth import require_live_session
+from ingest_api.auth import client_address, credential_attempt, require_live_session
 from ingest_api.context import services
 from ingest_api.errors import ApiError
+from ingest_api.rate_limits import Policy
 from ingest_api.requests import parse_model, read_json
 from ingest_api.tokens import InvalidToken, RefreshTokenReused, TokenExpired, TokenPair, TokenRevoked
 
@@ -88,32 +89,43 @@ def _token_response(pair: TokenPair, principal: Principal) -> JSONResponse:
     )
 
 
+def _client_budget(principal: Principal | None) -> tuple[tuple[Policy, str], ...]:
+    return () if principal is None else ((Policy.AUTH_CLIENT, principal.client_id),)
+
+
 async def token(request: Request) -> JSONResponse:
     svc = services(request)
-    body = parse_model(TokenRequest, await _form_or_json(request))
-    if body.grant_type != "client_credentials":
-        raise ApiError(400, "UNSUPPORTED_GRANT_TYPE", "grant_type must be client_credentials")
-    principal = Principal.parse(body.client_id)
-    grant = None if principal is None else await svc.catalog.authenticate(principal, body.client_secret)
-    # One answer for an unknown client and a wrong secret: client ids are not to be probed.
-    if principal is None or grant is None:
-        raise ApiError(401, "INVALID_CLIENT", "unknown client_id or wrong client_secret")
+    # Per address before the body is read; per client id once it is known. Every refusal below costs more.
+    async with credential_attempt(svc, (Policy.AUTH_ADDRESS, client_address(request))):
+        body = parse_model(TokenRequest, await _form_or_json(request))
+        if body.grant_type != "client_credentials":
+            raise ApiError(400, "UNSUPPORTED_GRANT_TYPE", "grant_type must be client_credentials")
+        principal = Principal.parse(body.client_id)
+        async with credential_attempt(svc, *_client_budget(principal)):
+            grant = None if principal is None else await svc.catalog.authenticate(principal, body.client_secret)
+            # One answer for an unknown client and a wrong secret: client ids are not to be probed.
+            if principal is None or grant is None:
+                raise ApiError(401, "INVALID_CLIENT", "unknown client_id or wrong client_secret")
     return _token_response(svc.issuer.issue(principal, grant), principal)
 
 
 async def refresh(request: Request) -> JSONResponse:
     svc = services(request)
-    body = parse_model(RefreshRequest, await _form_or_json(request))
-    # The same codes as for access tokens (TOKEN_EXPIRED tells the client to authenticate afresh).
-    claims = svc.issuer.decode(body.refresh_token, expected="refresh")
-    await require_live_session(svc, claims)
-    if await svc.revocations.family_revoked(claims):
-        raise TokenRevoked("this refresh token's session has been revoked")
-    # Refresh tokens rotate: the old one is spent here. A second use means two holders, one of them a thief, and
-    # nobody can tell which: the whole family goes.
-    if not await svc.revocations.spend(claims):
-        await svc.revocations.revoke_family(claims)
-        raise RefreshTokenReused("this refresh token was already used or revoked; its whole session is now revoked")
+    async with credential_attempt(svc, (Policy.AUTH_ADDRESS, client_address(request))):
+        body = parse_model(RefreshRequest, await _form_or_json(request))
+        # The same codes as for access tokens (TOKEN_EXPIRED tells the client to authenticate afresh).
+        claims = svc.issuer.decode(body.refresh_token, expected="refresh")
+        async with credential_attempt(svc, *_client_budget(claims.principal)):
+            await require_live_session(svc, claims)
+            if await svc.revocations.family_revoked(claims):
+                raise TokenRevoked("this refresh token's session has been revoked")
+            # Refresh tokens rotate: the old one is spent here. A second use means two holders, one of them a
+            # thief, and nobody can tell which: the whole family goes.
+            if not await svc.revocations.spend(claims):
+                await svc.revocations.revoke_family(claims)
+                raise RefreshTokenReused(
+                    "this refresh token was already used or revoked; its whole session is now revoked"
+                )
     return _token_response(svc.issuer.renew(claims), claims.principal)
 
 

@@ -12,9 +12,10 @@ from starlette.routing import Route
 from catalog.credentials import MAX_GRACE_HOURS, Principal
 from catalog.model import App, AppSettings, Org, OrgSettings
 from catalog.store import Provisioned
-from ingest_api.auth import admin_endpoint
+from ingest_api.auth import admin_endpoint, client_address, credential_attempt
 from ingest_api.context import Services, services
 from ingest_api.errors import ApiError
+from ingest_api.rate_limits import Policy
 from ingest_api.requests import body_as, path_app_id, path_org_id
 
 
@@ -119,9 +120,10 @@ async def end_app_sessions(request: Request, svc: Services) -> JSONResponse:
 async def claim_secret(request: Request) -> JSONResponse:
     svc = services(request)
     claim = str(request.path_params["claim"])
-    found = await svc.one_time_secrets.claim(claim) if 20 <= len(claim) <= 100 else None
-    if found is None:
-        raise ApiError(404, "SECRET_NOT_FOUND", "no such secret, or it was already claimed, or it expired")
+    async with credential_attempt(svc, (Policy.CLAIMS, client_address(request))):
+        found = await svc.one_time_secrets.claim(claim) if 20 <= len(claim) <= 100 else None
+        if found is None:
+            raise ApiError(404, "SECRET_NOT_FOUND", "no such secret, or it was already claimed, or it expired")
     client_id, secret = found
     return JSONResponse({"client_id": client_id, "client_secret": secret}, headers={"Cache-Control": "no-store"})
 

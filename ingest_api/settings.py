@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ingest_api.rate_limits import org_overrides, rate
 from runtime.aws import AwsSettings
 from runtime.env import Parse, overrides, path
 
@@ -54,6 +55,20 @@ class ApiSettings:
     stats_file: Path | None = None
     # Whether a profile registration may ask Bedrock's GetInferenceProfile to confirm it (needs AWS credentials).
     bedrock_profile_check: bool = False
+    # Rate limits in the `limits` notation (ingest_api/rate_limits.py); a refused credential costs rate_failure_cost.
+    rate_auth_per_client: str = "30/minute"
+    rate_auth_per_address: str = "120/minute"
+    rate_admin_failures_per_address: str = "10/minute"
+    rate_claims_per_address: str = "10/minute"
+    rate_usage_per_client: str = "30000/minute"
+    rate_reads_per_client: str = "6000/minute"
+    rate_failure_cost: int = 5
+    # {"<org_id>": {"usage": "<limit>", "reads": "<limit>"}}
+    rate_limit_org_overrides: str = "{}"
+    # memory:// counts per replica; redis://host:6379 (with limits[redis]) shares the counts between replicas.
+    rate_limit_storage: str = "memory://"
+    # Addresses whose X-Forwarded-For names the client (uvicorn's forwarded_allow_ips): the load balancer's.
+    trusted_proxies: str = "127.0.0.1"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ApiSettings:
@@ -100,4 +115,14 @@ ENVIRONMENT: dict[str, tuple[str, Parse]] = {
     "CK_METRICS_REFRESH_S": ("metrics_refresh_s", float),
     "CK_API_STATS_FILE": ("stats_file", path),
     "CK_BEDROCK_PROFILE_CHECK": ("bedrock_profile_check", _flag),
+    "CK_RATE_AUTH_PER_CLIENT": ("rate_auth_per_client", rate),
+    "CK_RATE_AUTH_PER_ADDRESS": ("rate_auth_per_address", rate),
+    "CK_RATE_ADMIN_FAILURES_PER_ADDRESS": ("rate_admin_failures_per_address", rate),
+    "CK_RATE_CLAIMS_PER_ADDRESS": ("rate_claims_per_address", rate),
+    "CK_RATE_USAGE_PER_CLIENT": ("rate_usage_per_client", rate),
+    "CK_RATE_READS_PER_CLIENT": ("rate_reads_per_client", rate),
+    "CK_RATE_FAILURE_COST": ("rate_failure_cost", int),
+    "CK_RATE_LIMIT_ORG_OVERRIDES": ("rate_limit_org_overrides", org_overrides),
+    "CK_RATE_LIMIT_STORAGE": ("rate_limit_storage", str),
+    "CK_TRUSTED_PROXIES": ("trusted_proxies", str),
 }
