@@ -2,7 +2,8 @@
 
 Item keys: pk = ORG#{org_id}; sk = #ORG for the org, APP#{app_id} for an app. Every write is conditional on the
 item's version, so a concurrent rotation and settings update cannot overwrite each other.
-Reads are cached briefly per process: the worker prices every event and the API checks every request against them.
+Reads are cached briefly per process, misses too, in bounded caches: the worker prices every event and the API checks
+every request against them.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ _SECRETS = TypeAdapter(list[StoredSecret])
 _PROFILES = TypeAdapter(dict[str, InferenceProfile])
 MAX_PROFILES = 20
 _MAX_ATTEMPTS = 5
+# Bounds of the per-process caches; past them the oldest entries go (and are read again when asked for).
+CATALOG_CACHE_ENTRIES = 10_000
 SESSION_CACHE_ENTRIES = 10_000
 
 
@@ -87,20 +90,16 @@ class Provisioned:
     client_secret: str | None
 
 
-@dataclass
-class _CacheEntry:
-    value: Any
-    expires_at: float
-
-
 class CatalogStore:
     def __init__(
         self, ddb: DynamoDBClient, table: str, cache_ttl_s: float = 5.0, session_cache_ttl_s: float = 2.0
     ) -> None:
         self._ddb = ddb
         self._table = table
-        self._cache_ttl_s = cache_ttl_s
-        self._cache: dict[tuple[str, ...], _CacheEntry] = {}
+        # Entries and misses alike, bounded in number and age: unknown ids cannot grow it without bound.
+        self._cache: TTLCache[tuple[str, ...], dict[str, Any] | None] | None = (
+            TTLCache(CATALOG_CACHE_ENTRIES, cache_ttl_s) if cache_ttl_s > 0 else None
+        )
         # Checked on every bearer request: trusted briefly, like a "not revoked" answer (README, Security).
         self._sessions: TTLCache[Principal, SessionState | None] | None = (
             TTLCache(SESSION_CACHE_ENTRIES, session_cache_ttl_s) if session_cache_ttl_s > 0 else None
@@ -114,16 +113,16 @@ class CatalogStore:
         return dict(item) if item else None
 
     async def _cached(self, cache_key: tuple[str, ...], key: dict[str, Any]) -> dict[str, Any] | None:
-        now = time.monotonic()
-        entry = self._cache.get(cache_key)
-        if entry is not None and entry.expires_at > now:
-            return entry.value  # type: ignore[no-any-return]
+        if self._cache is not None and cache_key in self._cache:
+            return self._cache[cache_key]
         item = await self._get_item(key)
-        self._cache[cache_key] = _CacheEntry(item, now + self._cache_ttl_s)
+        if self._cache is not None:
+            self._cache[cache_key] = item
         return item
 
     def invalidate(self) -> None:
-        self._cache.clear()
+        if self._cache is not None:
+            self._cache.clear()
 
     async def get_org(self, org_id: str) -> Org | None:
         item = await self._cached(("org", org_id), org_key(org_id))

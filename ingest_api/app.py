@@ -72,6 +72,8 @@ def create_app(settings: ApiSettings) -> Starlette:
                     settings.access_token_ttl_s,
                     settings.refresh_token_ttl_s,
                     settings.session_max_lifetime_s,
+                    settings.jwt_audience,
+                    settings.jwt_leeway_s,
                 ),
                 revocations=RevocationStore(
                     clients.dynamodb,

@@ -11,9 +11,19 @@ from pathlib import Path
 
 from ingest_api.rate_limits import org_overrides, rate
 from runtime.aws import AwsSettings
-from runtime.env import Parse, overrides, path
+from runtime.env import InvalidSetting, Parse, overrides, path
 
 log = logging.getLogger("ingest_api")
+# HS256 keys and API keys shorter than this are guessable offline (a JWT is a hash to test guesses against).
+MIN_SECRET_BYTES = 32
+
+
+def _strong_secret(variable: str, value: str | None) -> str | None:
+    if value is not None and len(value.encode()) < MIN_SECRET_BYTES:
+        raise InvalidSetting(
+            f"{variable} must be at least {MIN_SECRET_BYTES} bytes; generate one with `openssl rand -base64 48`"
+        )
+    return value
 
 
 @dataclass(frozen=True)
@@ -27,6 +37,10 @@ class ApiSettings:
     port: int = 8080
     log_level: str = "info"
     access_log: bool = False
+    # Tokens name the deployment they are for: another deployment's tokens are refused even under the same key.
+    jwt_audience: str = "bedrock-cost-keeper"
+    # How far a token's iat/nbf may lie ahead of this replica's clock (another replica minted it).
+    jwt_leeway_s: int = 10
     access_token_ttl_s: int = 3600
     refresh_token_ttl_s: int = 30 * 86400
     # A session (its first token, then every refresh) ends this long after it began, however often it is refreshed.
@@ -80,8 +94,8 @@ class ApiSettings:
             jwt_secret = secrets.token_urlsafe(48)
         return cls(
             aws=AwsSettings.from_env(env),
-            jwt_secret=jwt_secret,
-            admin_api_key=env.get("CK_ADMIN_API_KEY") or None,
+            jwt_secret=_strong_secret("CK_JWT_SECRET", jwt_secret) or jwt_secret,
+            admin_api_key=_strong_secret("CK_ADMIN_API_KEY", env.get("CK_ADMIN_API_KEY") or None),
             **overrides(env, ENVIRONMENT),
         )
 
@@ -99,6 +113,8 @@ ENVIRONMENT: dict[str, tuple[str, Parse]] = {
     "CK_API_PORT": ("port", int),
     "CK_LOG_LEVEL": ("log_level", str),
     "CK_ACCESS_LOG": ("access_log", _flag),
+    "CK_JWT_AUDIENCE": ("jwt_audience", str),
+    "CK_JWT_LEEWAY_S": ("jwt_leeway_s", int),
     "CK_ACCESS_TOKEN_TTL_S": ("access_token_ttl_s", int),
     "CK_REFRESH_TOKEN_TTL_S": ("refresh_token_ttl_s", int),
     "CK_SESSION_MAX_LIFETIME_S": ("session_max_lifetime_s", int),
