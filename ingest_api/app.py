@@ -91,7 +91,7 @@ def create_app(settings: ApiSettings) -> Starlette:
                     clock=lambda: services.now(),
                     on_selection=lambda mode: metrics.selections.labels(mode).inc(),
                 ),
-                health=HealthProbe(clients, names, queue_url, dlq_url),
+                health=HealthProbe(clients, names, queue_url, dlq_url, settings.health_cache_s),
                 pipeline=PipelineMonitor(
                     clients,
                     names,

@@ -132,6 +132,21 @@ def client_endpoint(
     return decorate
 
 
+def ops_endpoint(handler: Callable[[Request], Awaitable[Response]]) -> Endpoint:
+    """An operator's read-out (deep health, metrics, status): open, or with CK_OPS_TOKEN set, for that bearer only."""
+
+    @wraps(handler)
+    async def endpoint(request: Request) -> Response:
+        expected = services(request).settings.ops_token
+        if expected is not None:
+            scheme, _, given = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
+                raise ApiError(401, "INVALID_OPS_TOKEN", "this endpoint takes the operations token as a bearer token")
+        return await handler(request)
+
+    return endpoint
+
+
 def admin_endpoint(handler: Callable[[Request, Services], Awaitable[Response]]) -> Endpoint:
     """A route for the admin API key."""
 

@@ -33,6 +33,8 @@ class ApiSettings:
     jwt_secret: str = field(repr=False)
     # None disables the provisioning endpoints (they answer 503 ADMIN_API_DISABLED).
     admin_api_key: str | None = field(repr=False)
+    # None leaves /health/deep, /metrics and /status open (behind the load balancer's rules); set, they take it.
+    ops_token: str | None = field(default=None, repr=False)
     host: str = "127.0.0.1"
     port: int = 8080
     log_level: str = "info"
@@ -65,6 +67,8 @@ class ApiSettings:
     one_time_secret_ttl_s: int = 24 * 3600
     # /metrics and /status measure the queues and the aggregator's lag at most this often.
     metrics_refresh_s: float = 5.0
+    # /health/deep asks the tables and queues at most this often.
+    health_cache_s: float = 5.0
     # Where the publisher's request counters are written as JSON on shutdown; None: nowhere.
     stats_file: Path | None = None
     # Whether a profile registration may ask Bedrock's GetInferenceProfile to confirm it (needs AWS credentials).
@@ -96,6 +100,7 @@ class ApiSettings:
             aws=AwsSettings.from_env(env),
             jwt_secret=_strong_secret("CK_JWT_SECRET", jwt_secret) or jwt_secret,
             admin_api_key=_strong_secret("CK_ADMIN_API_KEY", env.get("CK_ADMIN_API_KEY") or None),
+            ops_token=_strong_secret("CK_OPS_TOKEN", env.get("CK_OPS_TOKEN") or None),
             **overrides(env, ENVIRONMENT),
         )
 
@@ -107,7 +112,7 @@ def _flag(raw: str) -> bool:
 
 
 # Each variable and the field it sets; the field's default applies when it is unset. (CK_JWT_SECRET and
-# CK_ADMIN_API_KEY are read above: they have no default to fall back on.)
+# CK_ADMIN_API_KEY and CK_OPS_TOKEN are read above: they have no default to fall back on.)
 ENVIRONMENT: dict[str, tuple[str, Parse]] = {
     "CK_API_HOST": ("host", str),
     "CK_API_PORT": ("port", int),
@@ -129,6 +134,7 @@ ENVIRONMENT: dict[str, tuple[str, Parse]] = {
     "CK_MAX_CONCURRENT_REQUESTS": ("max_concurrent_requests", int),
     "CK_ONE_TIME_SECRET_TTL_S": ("one_time_secret_ttl_s", int),
     "CK_METRICS_REFRESH_S": ("metrics_refresh_s", float),
+    "CK_HEALTH_CACHE_S": ("health_cache_s", float),
     "CK_API_STATS_FILE": ("stats_file", path),
     "CK_BEDROCK_PROFILE_CHECK": ("bedrock_profile_check", _flag),
     "CK_RATE_AUTH_PER_CLIENT": ("rate_auth_per_client", rate),

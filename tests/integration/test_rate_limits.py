@@ -4,44 +4,18 @@ shares the session's tables: guessing credentials, admin keys and claim links, a
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
 
-from infra.processes import PipelineProcess, wait_for_http
 from tests.integration.client_api import ADMIN, bearer, expect_error
-from tests.integration.harness import Pipeline, Tenant, eventually, free_port, provision, usage
+from tests.integration.harness import Tenant, eventually, provision, usage
+from tests.integration.own_api import OwnApis
 
 pytestmark = pytest.mark.integration
 
 # Sliding windows of two seconds: a spent budget is whole again within two windows.
 RECOVERY_S = 10.0
-StartApi = Callable[..., httpx.Client]
-
-
-@pytest.fixture
-def limited_api(pipeline: Pipeline) -> Iterator[StartApi]:
-    """Starts an API with the given CK_ variables on top of the session pipeline's; a client of it."""
-    processes: list[PipelineProcess] = []
-    clients: list[httpx.Client] = []
-
-    def start(**env: str) -> httpx.Client:
-        port = free_port()
-        process = PipelineProcess(
-            "api", {**pipeline.env, "CK_API_PORT": str(port), **env}, pipeline.log_dir / f"api-limited-{port}.log"
-        )
-        process.start()
-        processes.append(process)
-        wait_for_http(f"http://127.0.0.1:{port}/health", 60, process)
-        clients.append(httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30))
-        return clients[-1]
-
-    yield start
-    for client in clients:
-        client.close()
-    for process in processes:
-        process.stop()
 
 
 def expect_limited(r: httpx.Response, limit: int) -> None:
@@ -56,11 +30,9 @@ def token_status(http: httpx.Client, client_id: str, secret: str) -> int:
     return http.post("/auth/token", data={"client_id": client_id, "client_secret": secret}).status_code
 
 
-def test_wrong_secrets_spend_a_client_ids_budget_faster_and_it_recovers(
-    api: httpx.Client, limited_api: StartApi
-) -> None:
+def test_wrong_secrets_spend_a_client_ids_budget_faster_and_it_recovers(api: httpx.Client, own_api: OwnApis) -> None:
     tenant, other = provision(api), provision(api)
-    http = limited_api(CK_RATE_AUTH_PER_CLIENT="10 per 2 seconds")
+    http = own_api(CK_RATE_AUTH_PER_CLIENT="10 per 2 seconds")
     assert token_status(http, tenant.app_client_id, tenant.app_secret) == 200
     # Two wrong secrets cost 5 each: the budget ten good requests would have had is gone.
     for _ in range(2):
@@ -76,9 +48,9 @@ def test_wrong_secrets_spend_a_client_ids_budget_faster_and_it_recovers(
     eventually(lambda: token_status(http, tenant.app_client_id, tenant.app_secret) == 200, RECOVERY_S, 0.25)
 
 
-def test_one_address_guessing_many_client_ids_is_stopped_and_recovers(api: httpx.Client, limited_api: StartApi) -> None:
+def test_one_address_guessing_many_client_ids_is_stopped_and_recovers(api: httpx.Client, own_api: OwnApis) -> None:
     tenant = provision(api)
-    http = limited_api(CK_RATE_AUTH_PER_ADDRESS="20 per 2 seconds")
+    http = own_api(CK_RATE_AUTH_PER_ADDRESS="20 per 2 seconds")
     for n in range(4):
         r = http.post("/auth/token", data={"client_id": f"org-guess-{n}", "client_secret": "x"})
         expect_error(r, 401, "INVALID_CLIENT")
@@ -87,9 +59,9 @@ def test_one_address_guessing_many_client_ids_is_stopped_and_recovers(api: httpx
     eventually(lambda: token_status(http, tenant.app_client_id, tenant.app_secret) == 200, RECOVERY_S, 0.25)
 
 
-def test_wrong_admin_keys_lock_the_address_out_for_a_while(api: httpx.Client, limited_api: StartApi) -> None:
+def test_wrong_admin_keys_lock_the_address_out_for_a_while(api: httpx.Client, own_api: OwnApis) -> None:
     tenant = provision(api)
-    http = limited_api(CK_RATE_ADMIN_FAILURES_PER_ADDRESS="3 per 2 seconds")
+    http = own_api(CK_RATE_ADMIN_FAILURES_PER_ADDRESS="3 per 2 seconds")
     org_path = f"/api/v1/orgs/{tenant.org_id}"
     for _ in range(10):  # the right key costs nothing
         assert http.get(org_path, headers=ADMIN).status_code == 200
@@ -99,20 +71,18 @@ def test_wrong_admin_keys_lock_the_address_out_for_a_while(api: httpx.Client, li
     eventually(lambda: http.get(org_path, headers=ADMIN).status_code == 200, RECOVERY_S, 0.25)
 
 
-def test_guessing_claim_links_is_stopped(limited_api: StartApi) -> None:
-    http = limited_api(CK_RATE_CLAIMS_PER_ADDRESS="10 per 2 seconds")
+def test_guessing_claim_links_is_stopped(own_api: OwnApis) -> None:
+    http = own_api(CK_RATE_CLAIMS_PER_ADDRESS="10 per 2 seconds")
     claim = "/api/v1/secrets/" + "g" * 43
     for _ in range(2):
-        expect_error(http.get(claim), 404, "SECRET_NOT_FOUND")
-    expect_limited(http.get(claim), 10)
-    eventually(lambda: http.get(claim).status_code == 404, RECOVERY_S, 0.25)
+        expect_error(http.post(claim), 404, "SECRET_NOT_FOUND")
+    expect_limited(http.post(claim), 10)
+    eventually(lambda: http.post(claim).status_code == 404, RECOVERY_S, 0.25)
 
 
-def test_usage_and_reads_are_limited_per_client_with_per_org_overrides(
-    api: httpx.Client, limited_api: StartApi
-) -> None:
+def test_usage_and_reads_are_limited_per_client_with_per_org_overrides(api: httpx.Client, own_api: OwnApis) -> None:
     tight, default = provision(api), provision(api)
-    http = limited_api(
+    http = own_api(
         CK_RATE_USAGE_PER_CLIENT="6 per 2 seconds",
         CK_RATE_READS_PER_CLIENT="4 per 2 seconds",
         CK_RATE_LIMIT_ORG_OVERRIDES=json.dumps({tight.org_id: {"usage": "2 per 2 seconds"}}),
