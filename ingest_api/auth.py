@@ -90,6 +90,16 @@ async def require_live_token(svc: Services, claims: TokenClaims) -> None:
         raise TokenRevoked("this token has been revoked")
 
 
+async def bearer_claims(request: Request, svc: Services, limit: Policy = Policy.READS) -> TokenClaims:
+    """The bearer access token's claims, counted against its client's `limit`; raises for a missing, invalid,
+    expired or revoked token, one whose session ended, or a client past its limit."""
+    claims = access_claims(request, svc)
+    # Before any table is read for it: a flood on one token costs the tables nothing past the limit.
+    await svc.limits.hit(limit, claims.principal.client_id, org_id=claims.principal.org_id)
+    await require_live_token(svc, claims)
+    return claims
+
+
 async def require_live_session(svc: Services, claims: TokenClaims) -> None:
     """Raises unless the client still exists and the secret and epoch that began the token's session still stand."""
     state = await svc.catalog.session_state(claims.principal)
@@ -120,10 +130,7 @@ def client_endpoint(
             # Path ids first: a malformed id is a 400 whoever asks.
             org_id = path_org_id(request)
             app_id = path_app_id(request) if scope == "app" else None
-            claims = access_claims(request, svc)
-            # Before any table is read for it: a flood on one token costs the tables nothing past the limit.
-            await svc.limits.hit(limit, claims.principal.client_id, org_id=claims.principal.org_id)
-            await require_live_token(svc, claims)
+            claims = await bearer_claims(request, svc, limit)
             authorize(claims.principal, org_id, app_id)
             return await handler(request, ClientCall(svc, claims, org_id, app_id))
 
