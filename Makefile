@@ -4,16 +4,27 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint unit integration bench stop clean
+.PHONY: install lock run test lint unit integration bench stop clean
 
-$(STAMP): pyproject.toml
+# Exactly the locked versions, each checked against its hash; then the project itself, built with the locked setuptools.
+$(STAMP): pyproject.toml requirements-dev.lock
 	@echo "== installing into $(VENV) (first run takes a minute)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-dev.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
 
 install: $(STAMP)
+
+# Re-resolve the lock files from pyproject.toml (PyPI only, every file's hash), after changing a dependency.
+lock:
+	python3 -m venv .cache/pip-tools && .cache/pip-tools/bin/python -m pip install --quiet pip-tools
+	for extra in "" dev; do \
+	  PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= .cache/pip-tools/bin/pip-compile --quiet --generate-hashes \
+	    --allow-unsafe --all-build-deps --strip-extras --index-url https://pypi.org/simple --no-emit-index-url \
+	    $${extra:+--extra $$extra} -o requirements$${extra:+-$$extra}.lock pyproject.toml; \
+	done
 
 # Emulator + tables + seed, then API, worker and aggregator in the foreground until Ctrl-C.
 run: install

@@ -52,6 +52,12 @@ class StoredSecret(BaseModel):
     sha256: str
     # Epoch seconds after which this secret stops working; None for the current secret.
     not_after: int | None = None
+    # Counts up with each rotation. Tokens carry the generation of the secret that minted them, so a session lives
+    # only as long as that secret does (items written before generations existed read as 0).
+    generation: int = 0
+
+    def live(self, now_s: int) -> bool:
+        return self.not_after is None or now_s < self.not_after
 
 
 def new_secret() -> str:
@@ -62,22 +68,27 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def secret_matches(secret: str, stored: list[StoredSecret], now_s: int) -> bool:
+def matching_generation(secret: str, stored: list[StoredSecret], now_s: int) -> int | None:
+    """The generation of the live stored secret this one is; None if it is none of them."""
     candidate = hash_secret(secret)
-    matched = False
+    matched: int | None = None
     for entry in stored:
-        live = entry.not_after is None or now_s < entry.not_after
         # Compare against every entry so the time taken does not reveal which one matched.
-        if hmac.compare_digest(candidate, entry.sha256) and live:
-            matched = True
+        if hmac.compare_digest(candidate, entry.sha256) and entry.live(now_s):
+            matched = entry.generation
     return matched
+
+
+def secret_matches(secret: str, stored: list[StoredSecret], now_s: int) -> bool:
+    return matching_generation(secret, stored, now_s) is not None
 
 
 def rotated(stored: list[StoredSecret], new_hash: str, grace_hours: int, now_s: int) -> list[StoredSecret]:
     """The secrets after a rotation: the new one current, every older one alive at most for the grace period.
 
     The grace period caps all older secrets, not only the one that was current: a rotation with grace 0 after a leak
-    must cut off a secret still in an earlier rotation's grace too. Grace is never extended by rotating again.
+    must cut off a secret still in an earlier rotation's grace too. Grace is never extended by rotating again. The
+    sessions a secret minted end with it (catalog/sessions.py), so grace 0 also ends every older secret's sessions.
     """
     if not 0 <= grace_hours <= MAX_GRACE_HOURS:
         raise ValueError(f"grace period must be 0-{MAX_GRACE_HOURS} hours")
@@ -86,5 +97,6 @@ def rotated(stored: list[StoredSecret], new_hash: str, grace_hours: int, now_s: 
     for entry in stored:
         not_after = deadline if entry.not_after is None else min(entry.not_after, deadline)
         if not_after > now_s:
-            kept.append(StoredSecret(sha256=entry.sha256, not_after=not_after))
-    return [StoredSecret(sha256=new_hash), *kept]
+            kept.append(entry.model_copy(update={"not_after": not_after}))
+    generation = max((entry.generation for entry in stored), default=0) + 1
+    return [StoredSecret(sha256=new_hash, generation=generation), *kept]

@@ -2,7 +2,8 @@
 
 Item keys: pk = ORG#{org_id}; sk = #ORG for the org, APP#{app_id} for an app. Every write is conditional on the
 item's version, so a concurrent rotation and settings update cannot overwrite each other.
-Reads are cached briefly per process: the worker prices every event and the API checks every request against them.
+Reads are cached briefly per process, misses too, in bounded caches: the worker prices every event and the API checks
+every request against them.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from cachetools import TTLCache
 from pydantic import TypeAdapter
 
-from catalog.credentials import Principal, StoredSecret, hash_secret, new_secret, rotated, secret_matches
+from catalog.credentials import Principal, StoredSecret, hash_secret, matching_generation, new_secret, rotated
 from catalog.model import App, AppSettings, LabelConflict, Org, OrgSettings, UnknownLabels
 from catalog.profiles import InferenceProfile
+from catalog.sessions import SessionGrant, SessionState
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -24,6 +27,9 @@ _SECRETS = TypeAdapter(list[StoredSecret])
 _PROFILES = TypeAdapter(dict[str, InferenceProfile])
 MAX_PROFILES = 20
 _MAX_ATTEMPTS = 5
+# Bounds of the per-process caches; past them the oldest entries go (and are read again when asked for).
+CATALOG_CACHE_ENTRIES = 10_000
+SESSION_CACHE_ENTRIES = 10_000
 
 
 class ConcurrentUpdate(RuntimeError):
@@ -84,18 +90,20 @@ class Provisioned:
     client_secret: str | None
 
 
-@dataclass
-class _CacheEntry:
-    value: Any
-    expires_at: float
-
-
 class CatalogStore:
-    def __init__(self, ddb: DynamoDBClient, table: str, cache_ttl_s: float = 5.0) -> None:
+    def __init__(
+        self, ddb: DynamoDBClient, table: str, cache_ttl_s: float = 5.0, session_cache_ttl_s: float = 2.0
+    ) -> None:
         self._ddb = ddb
         self._table = table
-        self._cache_ttl_s = cache_ttl_s
-        self._cache: dict[tuple[str, ...], _CacheEntry] = {}
+        # Entries and misses alike, bounded in number and age: unknown ids cannot grow it without bound.
+        self._cache: TTLCache[tuple[str, ...], dict[str, Any] | None] | None = (
+            TTLCache(CATALOG_CACHE_ENTRIES, cache_ttl_s) if cache_ttl_s > 0 else None
+        )
+        # Checked on every bearer request: trusted briefly, like a "not revoked" answer (README, Security).
+        self._sessions: TTLCache[Principal, SessionState | None] | None = (
+            TTLCache(SESSION_CACHE_ENTRIES, session_cache_ttl_s) if session_cache_ttl_s > 0 else None
+        )
 
     # -- reads -------------------------------------------------------------------------------------------------
 
@@ -105,16 +113,16 @@ class CatalogStore:
         return dict(item) if item else None
 
     async def _cached(self, cache_key: tuple[str, ...], key: dict[str, Any]) -> dict[str, Any] | None:
-        now = time.monotonic()
-        entry = self._cache.get(cache_key)
-        if entry is not None and entry.expires_at > now:
-            return entry.value  # type: ignore[no-any-return]
+        if self._cache is not None and cache_key in self._cache:
+            return self._cache[cache_key]
         item = await self._get_item(key)
-        self._cache[cache_key] = _CacheEntry(item, now + self._cache_ttl_s)
+        if self._cache is not None:
+            self._cache[cache_key] = item
         return item
 
     def invalidate(self) -> None:
-        self._cache.clear()
+        if self._cache is not None:
+            self._cache.clear()
 
     async def get_org(self, org_id: str) -> Org | None:
         item = await self._cached(("org", org_id), org_key(org_id))
@@ -171,16 +179,51 @@ class CatalogStore:
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         return orgs[:limit]
 
-    async def authenticate(self, principal: Principal, secret: str, now_s: int | None = None) -> bool:
+    async def authenticate(self, principal: Principal, secret: str, now_s: int | None = None) -> SessionGrant | None:
+        """What a session begun with this secret records; None for an unknown client or a wrong or retired secret."""
         # Never cached: a rotation with no grace period must lock the old secret out at once.
         item = await self._get_item(principal_key(principal))
         if item is None:
-            return False
+            return None
         stored = _SECRETS.validate_json(item["secrets"]["S"])
-        return secret_matches(secret, stored, int(time.time()) if now_s is None else now_s)
+        generation = matching_generation(secret, stored, int(time.time()) if now_s is None else now_s)
+        return None if generation is None else SessionGrant(generation, _session_epoch(item))
 
-    async def exists(self, principal: Principal) -> bool:
-        return await self._get_item(principal_key(principal)) is not None
+    async def session_state(self, principal: Principal) -> SessionState | None:
+        """The client's secrets and session epoch; None if the client no longer exists."""
+        if self._sessions is not None and principal in self._sessions:
+            return self._sessions[principal]
+        item = await self._get_item(principal_key(principal))
+        state = (
+            None
+            if item is None
+            else SessionState(tuple(_SECRETS.validate_json(item["secrets"]["S"])), _session_epoch(item))
+        )
+        if self._sessions is not None:
+            self._sessions[principal] = state
+        return state
+
+    def _forget_sessions(self, principal: Principal) -> None:
+        if self._sessions is not None:
+            self._sessions.pop(principal, None)
+
+    async def end_sessions(self, principal: Principal) -> int:
+        """End every session of the client (its secrets stay valid); the client's new session epoch."""
+        key = principal_key(principal)
+        for _ in range(_MAX_ATTEMPTS):
+            item = await self._get_item(key)
+            if item is None:
+                raise not_found(principal)
+            epoch = _session_epoch(item) + 1
+            if await self._conditional_update(
+                key,
+                item,
+                "SET session_epoch = :epoch, version = :next, updated_at = :now",
+                {":epoch": {"N": str(epoch)}},
+            ):
+                self._forget_sessions(principal)
+                return epoch
+        raise ConcurrentUpdate(f"{principal.client_id} changed concurrently {_MAX_ATTEMPTS} times")
 
     # -- writes ------------------------------------------------------------------------------------------------
 
@@ -291,6 +334,7 @@ class CatalogStore:
                 "SET secrets = :secrets, version = :next, updated_at = :now",
                 {":secrets": {"S": _SECRETS.dump_json(stored).decode()}},
             ):
+                self._forget_sessions(principal)
                 return secret
         raise ConcurrentUpdate(f"{principal.client_id} changed concurrently {_MAX_ATTEMPTS} times")
 
@@ -337,6 +381,10 @@ class CatalogStore:
         except self._ddb.exceptions.ConditionalCheckFailedException:
             return False
         return True
+
+
+def _session_epoch(item: dict[str, Any]) -> int:
+    return int(item["session_epoch"]["N"]) if "session_epoch" in item else 0
 
 
 def _app_from_item(org_id: str, app_id: str, item: dict[str, Any]) -> App:

@@ -30,6 +30,7 @@ from infra.processes import PipelineProcess, child_environment, wait_for_http
 from infra.resource_setup import clear_usage, ensure_resources, scan_items
 from infra.seed import seed
 from ingest_api.pipeline_status import PipelineStatus, pipeline_status
+from ingest_api.settings import MIN_SECRET_BYTES
 from runtime.aws import ENDPOINT_VARIABLES, AwsSettings, open_async_clients
 from runtime.resources import table_specs
 
@@ -207,12 +208,12 @@ def cmd_test(args: argparse.Namespace) -> int:
 def _dev_secrets() -> dict[str, str]:
     """A JWT secret and admin key for local runs, kept across restarts so issued tokens stay valid."""
     path = emulator.default_run_dir() / "dev-secrets.json"
-    if path.exists():
-        stored: dict[str, str] = json.loads(path.read_text())
-    else:
+    stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    # The API refuses secrets under 32 bytes (MIN_SECRET_BYTES); older runs' files are replaced.
+    if not stored or any(len(v.encode()) < MIN_SECRET_BYTES for v in stored.values()):
         stored = {
             "CK_JWT_SECRET": secrets.token_urlsafe(48),
-            "CK_ADMIN_API_KEY": "ck-admin-" + secrets.token_urlsafe(24),
+            "CK_ADMIN_API_KEY": "ck-admin-" + secrets.token_urlsafe(32),
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(stored, indent=2))

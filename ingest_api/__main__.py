@@ -20,6 +20,9 @@ def main() -> None:
         log_level=settings.log_level,
         access_log=settings.access_log,
         timeout_graceful_shutdown=20,
+        # The client address (rate limits per address) comes from X-Forwarded-For only when the load balancer sent it.
+        proxy_headers=True,
+        forwarded_allow_ips=settings.trusted_proxies,
     )
 
 

@@ -19,8 +19,10 @@ from ingest_api import (
     routes_reads,
     routes_usage,
 )
+from ingest_api.body_limit import BodyLimitMiddleware
+from ingest_api.concurrency import ConcurrencyLimitMiddleware
 from ingest_api.context import Services
-from ingest_api.errors import exception_handlers
+from ingest_api.errors import domain_error_response, exception_handlers
 from ingest_api.fallbacks import FallbackStore
 from ingest_api.health import HealthProbe
 from ingest_api.metrics import ApiMetrics, MetricsMiddleware
@@ -29,11 +31,15 @@ from ingest_api.pipeline_history import PipelineSampler
 from ingest_api.pipeline_status import PipelineMonitor
 from ingest_api.profile_check import ProfileChecker, bedrock_describer
 from ingest_api.publisher import UsagePublisher
+from ingest_api.rate_limits import rate_limiter
 from ingest_api.settings import ApiSettings
 from ingest_api.spend import SpendService
 from ingest_api.tokens import RevocationStore, TokenIssuer
 from runtime.aws import open_async_clients
 from runtime.stats_file import write_stats
+
+# Answered however busy the process is: the load balancer's question is only whether it is alive.
+LIVENESS_PATHS = frozenset({"/health"})
 
 ROUTES = [
     *routes_auth.routes,
@@ -56,10 +62,17 @@ def create_app(settings: ApiSettings) -> Starlette:
             queue_url = (await clients.sqs.get_queue_url(QueueName=names.usage_queue))["QueueUrl"]
             dlq_url = (await clients.sqs.get_queue_url(QueueName=names.dead_letter_queue))["QueueUrl"]
             publisher = UsagePublisher(
-                clients.sqs, queue_url, settings.publisher_max_inflight, settings.publish_timeout_s
+                clients.sqs,
+                queue_url,
+                settings.publisher_max_inflight,
+                settings.publish_timeout_s,
+                settings.publisher_max_pending_events,
+                settings.publisher_max_pending_bytes,
             )
             publisher.start()
-            catalog = CatalogStore(clients.dynamodb, names.config_table, settings.catalog_cache_ttl_s)
+            catalog = CatalogStore(
+                clients.dynamodb, names.config_table, settings.catalog_cache_ttl_s, settings.revocation_cache_ttl_s
+            )
             monitor = PipelineMonitor(
                 clients,
                 names,
@@ -71,9 +84,19 @@ def create_app(settings: ApiSettings) -> Starlette:
                 settings=settings,
                 catalog=catalog,
                 publisher=publisher,
-                issuer=TokenIssuer(settings.jwt_secret, settings.access_token_ttl_s, settings.refresh_token_ttl_s),
+                issuer=TokenIssuer(
+                    settings.jwt_secret,
+                    settings.access_token_ttl_s,
+                    settings.refresh_token_ttl_s,
+                    settings.session_max_lifetime_s,
+                    settings.jwt_audience,
+                    settings.jwt_leeway_s,
+                ),
                 revocations=RevocationStore(
-                    clients.dynamodb, names.revoked_tokens_table, settings.revocation_cache_ttl_s
+                    clients.dynamodb,
+                    names.revoked_tokens_table,
+                    settings.revocation_cache_ttl_s,
+                    memo_ttl_s=settings.access_token_ttl_s,
                 ),
                 one_time_secrets=OneTimeSecrets(
                     clients.dynamodb, names.one_time_secrets_table, settings.one_time_secret_ttl_s
@@ -85,7 +108,7 @@ def create_app(settings: ApiSettings) -> Starlette:
                     clock=lambda: services.now(),
                     on_selection=lambda mode: metrics.selections.labels(mode).inc(),
                 ),
-                health=HealthProbe(clients, names, queue_url, dlq_url),
+                health=HealthProbe(clients, names, queue_url, dlq_url, settings.health_cache_s),
                 pipeline=monitor,
                 pipeline_history=PipelineSampler(monitor, settings.metrics_refresh_s),
                 metrics=metrics,
@@ -93,6 +116,7 @@ def create_app(settings: ApiSettings) -> Starlette:
                     bedrock_describer(settings.aws.client_kwargs) if settings.bedrock_profile_check else None,
                     settings.aws.region,
                 ),
+                limits=rate_limiter(settings),
             )
             app.state.services = services
             services.pipeline_history.start()
@@ -108,6 +132,15 @@ def create_app(settings: ApiSettings) -> Starlette:
     return Starlette(
         routes=ROUTES,
         lifespan=lifespan,
-        middleware=[Middleware(MetricsMiddleware, metrics=lambda: metrics, routes=ROUTES)],
+        middleware=[
+            Middleware(MetricsMiddleware, metrics=lambda: metrics, routes=ROUTES),
+            Middleware(
+                ConcurrencyLimitMiddleware,
+                max_requests=settings.max_concurrent_requests,
+                reject=domain_error_response,
+                exempt_paths=LIVENESS_PATHS,
+            ),
+            Middleware(BodyLimitMiddleware),
+        ],
         exception_handlers=exception_handlers(),
     )

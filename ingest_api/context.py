@@ -19,6 +19,7 @@ from ingest_api.pipeline_history import PipelineSampler
 from ingest_api.pipeline_status import PipelineMonitor
 from ingest_api.profile_check import ProfileChecker
 from ingest_api.publisher import UsagePublisher
+from ingest_api.rate_limits import RateLimiter
 from ingest_api.settings import ApiSettings
 from ingest_api.spend import SpendService
 from ingest_api.tokens import RevocationStore, TokenIssuer
@@ -45,6 +46,7 @@ class Services:
     pipeline_history: PipelineSampler
     metrics: ApiMetrics
     profile_checker: ProfileChecker
+    limits: RateLimiter
     clock: Callable[[], datetime] = field(default=utc_now)
 
     def now(self) -> datetime:

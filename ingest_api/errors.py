@@ -20,8 +20,11 @@ from starlette.responses import JSONResponse, Response
 
 from catalog.model import LabelConflict, UnknownLabels
 from catalog.store import AppNotFound, ConcurrentUpdate, LabelInUse, OrgNotFound, ProfileNotFound, TooManyProfiles
+from ingest_api.body_limit import BodyTooLarge
+from ingest_api.concurrency import Overloaded
 from ingest_api.profile_check import ProfileCheckDisabled, ProfileCheckFailed, ProfileCheckUnavailable
-from ingest_api.publisher import QueueUnavailable
+from ingest_api.publisher import QueueBacklogFull, QueueUnavailable
+from ingest_api.rate_limits import RateLimited
 from ingest_api.spend import DateRangeReversed, DateRangeTooLong, QuotaExceeded
 from ingest_api.submission import Rejection
 from ingest_api.tokens import InvalidToken, TokenExpired, TokenRevoked
@@ -58,6 +61,16 @@ def _quota_headers(exc: QuotaExceeded) -> dict[str, str]:
     return {"Retry-After": str(exc.retry_after_s), "Cache-Control": f"private, max-age={exc.max_age_s}"}
 
 
+def _rate_limit_headers(exc: RateLimited) -> dict[str, str]:
+    return {
+        "Retry-After": str(exc.retry_after_s),
+        "X-RateLimit-Limit": str(exc.limit),
+        "X-RateLimit-Remaining": str(exc.remaining),
+        # Seconds until there is budget again (like Retry-After), not an epoch: replicas' clocks need not agree.
+        "X-RateLimit-Reset": str(exc.retry_after_s),
+    }
+
+
 DOMAIN_ERRORS: dict[type[Exception], HttpMapping] = {
     OrgNotFound: HttpMapping(404, "ORG_NOT_FOUND"),
     AppNotFound: HttpMapping(404, "APP_NOT_FOUND"),
@@ -76,9 +89,18 @@ DOMAIN_ERRORS: dict[type[Exception], HttpMapping] = {
         "usage may not have been queued; retry with the same request_id (a retry is never counted twice)",
         (("Retry-After", "1"),),
     ),
+    QueueBacklogFull: HttpMapping(
+        503,
+        "QUEUE_BACKLOG_FULL",
+        "too much usage is waiting for the queue; nothing of this request was queued: retry it later",
+        (("Retry-After", "1"),),
+    ),
+    BodyTooLarge: HttpMapping(413, "PAYLOAD_TOO_LARGE"),
+    Overloaded: HttpMapping(503, "OVERLOADED", headers=(("Retry-After", "1"),)),
     # Its code says which check refused the event.
     Rejection: HttpMapping(422, "EVENT_REJECTED"),
     QuotaExceeded: HttpMapping(429, "QUOTA_EXCEEDED", headers_of=_quota_headers),
+    RateLimited: HttpMapping(429, "RATE_LIMITED", headers_of=_rate_limit_headers),
     ProfileCheckDisabled: HttpMapping(422, "PROFILE_CHECK_DISABLED"),
     ProfileCheckFailed: HttpMapping(422, "PROFILE_CHECK_FAILED"),
     ProfileCheckUnavailable: HttpMapping(503, "PROFILE_CHECK_UNAVAILABLE", headers=(("Retry-After", "5"),)),

@@ -1,8 +1,14 @@
-"""GET /health: is every table and queue of this deployment reachable."""
+"""GET /health/deep: is every table and queue of this deployment reachable.
+
+The answer is kept for `cache_s` and concurrent askers share one check in flight, so however often it is asked the
+tables and queues see at most one round of calls per `cache_s`. (GET /health, the load balancer's liveness check,
+asks nothing of AWS at all.)
+"""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 
@@ -22,10 +28,25 @@ class HealthReport:
 
 
 class HealthProbe:
-    def __init__(self, clients: AsyncClients, names: ResourceNames, queue_url: str, dlq_url: str) -> None:
+    def __init__(
+        self, clients: AsyncClients, names: ResourceNames, queue_url: str, dlq_url: str, cache_s: float = 5.0
+    ) -> None:
         self._clients = clients
         self._names = names
         self._queue_urls = {names.usage_queue: queue_url, names.dead_letter_queue: dlq_url}
+        self._cache_s = cache_s
+        self._latest: tuple[float, HealthReport] | None = None
+        self._running: asyncio.Task[HealthReport] | None = None
+
+    async def latest(self) -> HealthReport:
+        """The last report if it is younger than cache_s, else a fresh one (shared with concurrent askers)."""
+        if self._latest is not None and time.monotonic() - self._latest[0] < self._cache_s:
+            return self._latest[1]
+        if self._running is None or self._running.done():
+            self._running = asyncio.create_task(self.check())
+        report = await asyncio.shield(self._running)
+        self._latest = (time.monotonic(), report)
+        return report
 
     async def _table(self, name: str) -> str:
         description = await self._clients.dynamodb.describe_table(TableName=name)

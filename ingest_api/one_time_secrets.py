@@ -1,8 +1,8 @@
 """Secrets an admin can hand over as a link that works once.
 
-Provisioning and rotation return the secret in their response (the only time the service shows it) and also park it
-under a random claim token in the one-time-secrets table, TTL-limited. The first GET of the claim deletes it, with
-ReturnValues=ALL_OLD, so two concurrent claims cannot both receive it.
+Opt-in (`?one_time_link=true` on provisioning and rotation): the secret is then parked under a random claim token in
+the one-time-secrets table, TTL-limited, instead of being shown in the response. The first POST of the claim deletes
+it, with ReturnValues=ALL_OLD, so two concurrent claims cannot both receive it.
 """
 
 from __future__ import annotations

@@ -201,7 +201,15 @@ def build_openapi() -> dict[str, Any]:
                 {"required": False, "content": {"application/json": {"schema": _ref(RotateRequest)}}},
             )
         },
-        "/api/v1/secrets/{claim}": {"get": _op("Claim a one-time secret", None, [CLAIM], _responses(404))},
+        "/api/v1/orgs/{org_id}/sessions/revoke": {
+            "post": _op("End every session of the org client", "apiKey", [ORG_ID], _responses(400, 401, 404, 409))
+        },
+        "/api/v1/orgs/{org_id}/apps/{app_id}/sessions/revoke": {
+            "post": _op(
+                "End every session of an app client", "apiKey", [ORG_ID, APP_ID], _responses(400, 401, 404, 409)
+            )
+        },
+        "/api/v1/secrets/{claim}": {"post": _op("Claim a one-time secret", None, [CLAIM], _responses(404, 429))},
         "/api/v1/orgs/{org_id}/apps/{app_id}/usage": {
             "post": _op(
                 "Submit one usage event",
@@ -278,7 +286,8 @@ def build_openapi() -> dict[str, Any]:
                 },
             },
         },
-        "/health": {"get": _op("Tables and queue reachable", None, [], _responses(503))},
+        "/health": {"get": {"summary": "Liveness: the process answers", "responses": {"200": {"description": "ok"}}}},
+        "/health/deep": {"get": _op("Tables and queues reachable (cached)", None, [], _responses(401, 503))},
         "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text"}}}},
         "/dashboard": {
             "get": {

@@ -4,6 +4,9 @@ A request's events join a shared pending list and the request waits until SQS ha
 them, so a 202 always means durably queued. Sends go out as soon as a send slot is free; while all slots are busy,
 the requests that arrive meanwhile gather into the next SendMessageBatch. Under load this packs hundreds of events
 into each SQS request without adding latency when traffic is light.
+
+What waits is bounded in events and bytes: when SQS stalls, requests past the bound are refused at once
+(QueueBacklogFull, nothing queued) instead of each holding its events and a connection for the whole timeout.
 """
 
 from __future__ import annotations
@@ -11,10 +14,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
-from ingest_api.packing import pack
+from ingest_api.packing import MAX_ENTRIES_PER_BATCH, pack
 from workers.message import MAX_EVENTS_PER_MESSAGE, MAX_MESSAGE_BYTES, UsageEvent, encode, encoded_size
 
 if TYPE_CHECKING:
@@ -23,8 +28,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("ingest_api.publisher")
 
 
+# The most requests one batch can take (each carries at least one event): how far ahead a batch looks.
+_LOOKAHEAD = MAX_ENTRIES_PER_BATCH * MAX_EVENTS_PER_MESSAGE
+
+
 class QueueUnavailable(RuntimeError):
     pass
+
+
+class QueueBacklogFull(QueueUnavailable):
+    """As many events wait for the queue as the publisher holds: refused without waiting, nothing of it queued."""
 
 
 # Identity, not value, equality: two requests may carry equal events, and a timed-out one must withdraw only itself.
@@ -33,6 +46,9 @@ class _Pending:
     events: list[UsageEvent]
     size: int
     done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    # Taken into a send; or gave up waiting before one took it (skipped and dropped when a batch reaches it).
+    taken: bool = False
+    withdrawn: bool = False
 
 
 @dataclass
@@ -42,15 +58,30 @@ class PublisherStats:
     events: int = 0
     failures: int = 0
     timeouts: int = 0
+    backlog_full: int = 0
 
 
 class UsagePublisher:
-    def __init__(self, sqs: SQSClient, queue_url: str, max_inflight: int, timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        sqs: SQSClient,
+        queue_url: str,
+        max_inflight: int,
+        timeout_s: float = 5.0,
+        max_pending_events: int = 20_000,
+        max_pending_bytes: int = 16 * 1024 * 1024,
+    ) -> None:
         self._sqs = sqs
         self._queue_url = queue_url
         self._timeout_s = timeout_s
         self._slots = asyncio.Semaphore(max_inflight)
-        self._pending: list[_Pending] = []
+        self._max_pending_events = max_pending_events
+        self._max_pending_bytes = max_pending_bytes
+        self._pending: deque[_Pending] = deque()
+        # What the live (not withdrawn) pending requests hold, and how many withdrawn ones the deque still carries.
+        self._pending_events = 0
+        self._pending_bytes = 0
+        self._withdrawn = 0
         self._wakeup = asyncio.Event()
         self._closing = False
         self._sends: set[asyncio.Task[None]] = set()
@@ -81,22 +112,43 @@ class UsagePublisher:
         pending = _Pending(events, sum(encoded_size(e) for e in events))
         if pending.size > MAX_MESSAGE_BYTES or len(events) > MAX_EVENTS_PER_MESSAGE:
             raise ValueError("a request's events must fit one queue message")
+        if (
+            self._pending_events + len(events) > self._max_pending_events
+            or self._pending_bytes + pending.size > self._max_pending_bytes
+        ):
+            self.stats.backlog_full += 1
+            raise QueueBacklogFull(
+                f"{self._pending_events} events ({self._pending_bytes} bytes) already wait for the queue"
+            )
         self._pending.append(pending)
+        self._pending_events += len(events)
+        self._pending_bytes += pending.size
         self._wakeup.set()
         try:
             await asyncio.wait_for(asyncio.shield(pending.done), self._timeout_s)
         except TimeoutError as exc:
             self.stats.timeouts += 1
-            if pending in self._pending:
-                # Not yet taken into a send, so it never will be: the queue does not fill up behind an outage.
-                self._pending.remove(pending)
+            # Not yet taken into a send, so it never will be: the queue does not fill up behind an outage.
+            self._withdraw(pending)
             raise QueueUnavailable(f"the queue did not acknowledge within {self._timeout_s}s") from exc
+
+    def _withdraw(self, pending: _Pending) -> None:
+        if pending.taken or pending.withdrawn:
+            return
+        pending.withdrawn = True
+        self._pending_events -= len(pending.events)
+        self._pending_bytes -= pending.size
+        self._withdrawn += 1
+        if self._withdrawn > len(self._pending) // 2:
+            # Compact now and then, so withdrawn requests never outnumber live ones: O(1) per withdrawal, amortised.
+            self._pending = deque(p for p in self._pending if not p.withdrawn)
+            self._withdrawn = 0
 
     async def _run(self) -> None:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            while self._pending:
+            while self._pending_events:
                 await self._slots.acquire()
                 batch = self._take_batch()
                 if not batch:
@@ -106,13 +158,31 @@ class UsagePublisher:
                 task = asyncio.create_task(self._send(batch))
                 self._sends.add(task)
                 task.add_done_callback(self._sends.discard)
-            if self._closing and not self._pending:
+            if self._closing and not self._pending_events:
                 return
 
     def _take_batch(self) -> list[list[_Pending]]:
-        messages = pack(self._pending)
-        del self._pending[: sum(len(m) for m in messages)]
+        live = list(islice((p for p in self._pending if not p.withdrawn), _LOOKAHEAD))
+        messages = pack(live)
+        taken = sum(len(m) for m in messages)
+        # The taken requests are the first `taken` live ones: pop up to them, dropping withdrawn ones on the way.
+        while taken:
+            head = self._pending.popleft()
+            if head.withdrawn:
+                self._withdrawn -= 1
+                continue
+            head.taken = True
+            self._pending_events -= len(head.events)
+            self._pending_bytes -= head.size
+            taken -= 1
+        while self._pending and self._pending[0].withdrawn:
+            self._pending.popleft()
+            self._withdrawn -= 1
         return messages
+
+    @property
+    def pending_events(self) -> int:
+        return self._pending_events
 
     async def _send(self, messages: list[list[_Pending]]) -> None:
         try:

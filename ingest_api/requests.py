@@ -11,19 +11,12 @@ from starlette.requests import Request
 from catalog.model import is_org_id, is_slug
 from ingest_api.errors import ApiError, invalid_body
 
-MAX_BODY_BYTES = 1024 * 1024
 M = TypeVar("M", bound=BaseModel)
 
 
 async def read_json(request: Request) -> Any:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise ApiError(413, "PAYLOAD_TOO_LARGE", f"request bodies are limited to {MAX_BODY_BYTES} bytes")
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise ApiError(413, "PAYLOAD_TOO_LARGE", f"request bodies are limited to {MAX_BODY_BYTES} bytes")
+    # The body is capped while it streams, under every route (body_limit.py).
+    body = await request.body()
     if not body:
         raise ApiError(400, "INVALID_JSON", "the request body is empty; a JSON object is expected")
     try:

@@ -13,10 +13,12 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from catalog.credentials import Principal
+from ingest_api.auth import client_address, credential_attempt, require_live_session
 from ingest_api.context import services
 from ingest_api.errors import ApiError
-from ingest_api.requests import MAX_BODY_BYTES, parse_model, read_json
-from ingest_api.tokens import InvalidToken, TokenExpired, TokenPair, TokenRevoked
+from ingest_api.rate_limits import Policy
+from ingest_api.requests import parse_model, read_json
+from ingest_api.tokens import InvalidToken, RefreshTokenReused, TokenExpired, TokenPair, TokenRevoked
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -47,9 +49,7 @@ async def _form_or_json(request: Request) -> dict[str, Any]:
     content_type = request.headers.get("content-type", "")
     data: dict[str, Any]
     if content_type.startswith("application/x-www-form-urlencoded"):
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            raise ApiError(413, "PAYLOAD_TOO_LARGE", "request body too large")
+        body = await request.body()  # capped while it streams (body_limit.py)
         try:
             parsed = parse_qs(body.decode(), keep_blank_values=True, strict_parsing=False)
         except UnicodeDecodeError as exc:
@@ -89,31 +89,44 @@ def _token_response(pair: TokenPair, principal: Principal) -> JSONResponse:
     )
 
 
+def _client_budget(principal: Principal | None) -> tuple[tuple[Policy, str], ...]:
+    return () if principal is None else ((Policy.AUTH_CLIENT, principal.client_id),)
+
+
 async def token(request: Request) -> JSONResponse:
     svc = services(request)
-    body = parse_model(TokenRequest, await _form_or_json(request))
-    if body.grant_type != "client_credentials":
-        raise ApiError(400, "UNSUPPORTED_GRANT_TYPE", "grant_type must be client_credentials")
-    principal = Principal.parse(body.client_id)
-    # One answer for an unknown client and a wrong secret: client ids are not to be probed.
-    if principal is None or not await svc.catalog.authenticate(principal, body.client_secret):
-        raise ApiError(401, "INVALID_CLIENT", "unknown client_id or wrong client_secret")
-    return _token_response(svc.issuer.issue(principal), principal)
+    # Per address before the body is read; per client id once it is known. Every refusal below costs more.
+    async with credential_attempt(svc, (Policy.AUTH_ADDRESS, client_address(request))):
+        body = parse_model(TokenRequest, await _form_or_json(request))
+        if body.grant_type != "client_credentials":
+            raise ApiError(400, "UNSUPPORTED_GRANT_TYPE", "grant_type must be client_credentials")
+        principal = Principal.parse(body.client_id)
+        async with credential_attempt(svc, *_client_budget(principal)):
+            grant = None if principal is None else await svc.catalog.authenticate(principal, body.client_secret)
+            # One answer for an unknown client and a wrong secret: client ids are not to be probed.
+            if principal is None or grant is None:
+                raise ApiError(401, "INVALID_CLIENT", "unknown client_id or wrong client_secret")
+    return _token_response(svc.issuer.issue(principal, grant), principal)
 
 
 async def refresh(request: Request) -> JSONResponse:
     svc = services(request)
-    body = parse_model(RefreshRequest, await _form_or_json(request))
-    # The same codes as for access tokens (TOKEN_EXPIRED tells the client to authenticate afresh).
-    claims = svc.issuer.decode(body.refresh_token, expected="refresh")
-    if await svc.revocations.is_revoked(claims):
-        raise TokenRevoked("this refresh token has been revoked or already used")
-    if not await svc.catalog.exists(claims.principal):
-        raise ApiError(401, "INVALID_CLIENT", "the client no longer exists")
-    # Refresh tokens rotate: the old one is spent here, and a second use of it fails (reuse detection).
-    if not await svc.revocations.revoke(claims):
-        raise TokenRevoked("this refresh token has already been used")
-    return _token_response(svc.issuer.issue(claims.principal), claims.principal)
+    async with credential_attempt(svc, (Policy.AUTH_ADDRESS, client_address(request))):
+        body = parse_model(RefreshRequest, await _form_or_json(request))
+        # The same codes as for access tokens (TOKEN_EXPIRED tells the client to authenticate afresh).
+        claims = svc.issuer.decode(body.refresh_token, expected="refresh")
+        async with credential_attempt(svc, *_client_budget(claims.principal)):
+            await require_live_session(svc, claims)
+            if await svc.revocations.family_revoked(claims):
+                raise TokenRevoked("this refresh token's session has been revoked")
+            # Refresh tokens rotate: the old one is spent here. A second use means two holders, one of them a
+            # thief, and nobody can tell which: the whole family goes.
+            if not await svc.revocations.spend(claims):
+                await svc.revocations.revoke_family(claims)
+                raise RefreshTokenReused(
+                    "this refresh token was already used or revoked; its whole session is now revoked"
+                )
+    return _token_response(svc.issuer.renew(claims), claims.principal)
 
 
 async def revoke(request: Request) -> JSONResponse:
@@ -128,6 +141,9 @@ async def revoke(request: Request) -> JSONResponse:
         # Here the token is the request's subject, not its credential: a bad one is bad input (400), not a 401.
         raise ApiError(400, "INVALID_TOKEN", "not a token issued by this service") from exc
     await svc.revocations.revoke(claims)
+    if claims.token_type == "refresh":  # noqa: S105 - a token type, not a password
+        # RFC 7009 2.1: revoking a refresh token ends its grant, so the access tokens of its session go too.
+        await svc.revocations.revoke_family(claims)
     return JSONResponse({"revoked": True, "token_type": claims.token_type}, headers=_NO_STORE)
 
 

@@ -1,4 +1,8 @@
-"""Health, Prometheus metrics and the OpenAPI document. (The pipeline's figures for people are on the dashboard.)"""
+"""Health, Prometheus metrics and the OpenAPI document. (The pipeline's figures for people are on the dashboard.)
+
+/health is liveness for the load balancer: it answers from the process alone. The deep check and the metrics tell how
+the deployment is built and loaded; with CK_OPS_TOKEN set they take it as a bearer token (auth.py).
+"""
 
 from __future__ import annotations
 
@@ -8,16 +12,23 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ingest_api.auth import ops_endpoint
 from ingest_api.context import services
 from ingest_api.openapi import build_openapi
 
 
+async def liveness(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})
+
+
+@ops_endpoint
 async def health(request: Request) -> JSONResponse:
-    report = await services(request).health.check()
+    report = await services(request).health.latest()
     healthy = report.healthy
     return JSONResponse({"status": "ok" if healthy else "unhealthy", "checks": report.checks}, 200 if healthy else 503)
 
 
+@ops_endpoint
 async def metrics(request: Request) -> Response:
     svc = services(request)
     await svc.pipeline.latest()
@@ -35,7 +46,8 @@ async def openapi(request: Request) -> JSONResponse:
 
 
 routes = [
-    Route("/health", health, methods=["GET"]),
+    Route("/health", liveness, methods=["GET"]),
+    Route("/health/deep", health, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),
     Route("/openapi.json", openapi, methods=["GET"]),
 ]

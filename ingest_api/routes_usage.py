@@ -15,6 +15,7 @@ from ingest_api.auth import ClientCall, client_endpoint
 from ingest_api.context import Services
 from ingest_api.errors import validation_details
 from ingest_api.publisher import QueueUnavailable
+from ingest_api.rate_limits import Policy
 from ingest_api.requests import body_as
 from ingest_api.submission import (
     BatchSubmission,
@@ -47,7 +48,7 @@ def _check(svc: Services, submission: UsageSubmission, org: Org, app: App, now: 
     check_against(submission, org, app, now, svc.settings.clock_skew_s, svc.settings.late_arrival_grace_s)
 
 
-@client_endpoint("app")
+@client_endpoint("app", Policy.USAGE)
 async def submit(request: Request, call: ClientCall) -> JSONResponse:
     assert call.app_id is not None
     svc = call.svc
@@ -63,7 +64,7 @@ async def submit(request: Request, call: ClientCall) -> JSONResponse:
     return JSONResponse({"status": "accepted", "request_id": submission.request_id}, status_code=202)
 
 
-@client_endpoint("app")
+@client_endpoint("app", Policy.USAGE)
 async def submit_batch(request: Request, call: ClientCall) -> JSONResponse:
     assert call.app_id is not None
     svc = call.svc

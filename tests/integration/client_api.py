@@ -58,9 +58,16 @@ def mint(tenant: Tenant, app: bool = True, secret: str = JWT_SECRET, **overrides
         "sub": tenant.app_client_id if app else tenant.org_client_id,
         "org_id": tenant.org_id,
         "typ": "access",
+        "aud": "bedrock-cost-keeper",
         "jti": str(uuid.uuid4()),
         "iat": now,
+        "nbf": now,
         "exp": now + 600,
+        # A session begun with the tenant's first secret (generation 0) before any revocation (epoch 0).
+        "gen": 0,
+        "sep": 0,
+        "fam": str(uuid.uuid4()),
+        "sat": now,
     }
     if app:
         claims["app_id"] = tenant.app_id

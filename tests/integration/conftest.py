@@ -18,6 +18,7 @@ from infra import emulator
 from infra.resource_setup import clear_usage, ensure_resources
 from runtime.aws import ENDPOINT_VARIABLES, AwsSettings
 from tests.integration.harness import REPO, Pipeline, api_client, pipeline_env, wait_idle
+from tests.integration.own_api import OwnApis
 
 
 @pytest.fixture(scope="session")
@@ -79,3 +80,11 @@ def api(pipeline: Pipeline) -> Iterator[httpx.Client]:
     with api_client(pipeline.base_url) as client:
         yield client
     pipeline.check_alive()
+
+
+@pytest.fixture
+def own_api(pipeline: Pipeline) -> Iterator[OwnApis]:
+    """Starts API processes with settings of a test's own (tight limits, an ops token) on the session's tables."""
+    apis = OwnApis(pipeline)
+    yield apis
+    apis.close()

@@ -40,8 +40,7 @@ def test_put_org_creates_with_credentials_once_and_updates_without_them(api: htt
     credentials = body["credentials"]
     assert credentials["client_id"] == f"org-{org_id}"
     assert credentials["client_secret"].startswith("cks_")
-    assert credentials["secret_claim_path"].startswith("/api/v1/secrets/")
-    assert credentials["secret_claim_expires_at"] > time.time()
+    assert set(credentials) == {"client_id", "client_secret"}  # no one-time link unless asked for
 
     # The secret shown works, and the second PUT is an update that never shows a secret again.
     token = api.post("/auth/token", data={"client_id": f"org-{org_id}", "client_secret": credentials["client_secret"]})
@@ -139,17 +138,35 @@ def test_provisioning_rejects_malformed_ids_and_bodies(api: httpx.Client) -> Non
     expect_error(api.get(org, headers=ADMIN), 404, "ORG_NOT_FOUND")
 
 
-def test_a_one_time_secret_claim_works_once(api: httpx.Client) -> None:
+def test_a_one_time_secret_link_is_opt_in_shows_no_secret_and_is_claimed_once_by_post(api: httpx.Client) -> None:
     org_id = str(uuid.uuid4())
-    credentials = api.put(f"/api/v1/orgs/{org_id}", json=org_settings(), headers=ADMIN).json()["credentials"]
+    r = api.put(f"/api/v1/orgs/{org_id}?one_time_link=true", json=org_settings(), headers=ADMIN)
+    assert r.status_code == 201, r.text
+    credentials = r.json()["credentials"]
+    assert set(credentials) == {"client_id", "secret_claim_path", "secret_claim_expires_at"}
+    assert "cks_" not in r.text  # the link is the only way to the secret
+    assert credentials["secret_claim_expires_at"] > time.time()
     claim_path = credentials["secret_claim_path"]
-    r = api.get(claim_path)
+    # A GET (a link preview, a prefetcher) does not consume it.
+    expect_error(api.get(claim_path), 405, "METHOD_NOT_ALLOWED")
+    r = api.post(claim_path)
     assert r.status_code == 200, r.text
     assert r.headers["cache-control"] == "no-store"
-    assert r.json() == {"client_id": f"org-{org_id}", "client_secret": credentials["client_secret"]}
-    expect_error(api.get(claim_path), 404, "SECRET_NOT_FOUND")
+    assert r.json()["client_id"] == f"org-{org_id}"
+    secret = r.json()["client_secret"]
+    assert api.post("/auth/token", data={"client_id": f"org-{org_id}", "client_secret": secret}).status_code == 200
+    expect_error(api.post(claim_path), 404, "SECRET_NOT_FOUND")
     for bogus in ("x" * 43, "short", "y" * 500, "%23" * 10):
-        expect_error(api.get(f"/api/v1/secrets/{bogus}"), 404, "SECRET_NOT_FOUND")
+        expect_error(api.post(f"/api/v1/secrets/{bogus}"), 404, "SECRET_NOT_FOUND")
+
+    # Apps and rotations take the same option; a value other than true/false is refused.
+    r = api.put(f"/api/v1/orgs/{org_id}/apps/app-one?one_time_link=1", json={"name": "A"}, headers=ADMIN)
+    assert r.status_code == 201 and "client_secret" not in r.json()["credentials"], r.text
+    r = api.post(f"/api/v1/orgs/{org_id}/credentials/rotate?one_time_link=true", headers=ADMIN)
+    assert r.status_code == 200 and "client_secret" not in r.json()["credentials"], r.text
+    assert api.post(r.json()["credentials"]["secret_claim_path"]).status_code == 200
+    r = api.post(f"/api/v1/orgs/{org_id}/credentials/rotate?one_time_link=maybe", headers=ADMIN)
+    expect_error(r, 400, "INVALID_QUERY")
 
 
 # -- aggregates by date ---------------------------------------------------------------------------------------------
@@ -213,7 +230,10 @@ def test_aggregates_by_date_and_per_app_against_org_totals(http: httpx.Client) -
 
 
 def test_health_reports_every_table_and_queue(api: httpx.Client, aws_settings: AwsSettings) -> None:
+    # Liveness asks nothing of AWS; the deep check asks every table and queue.
     r = api.get("/health")
+    assert r.status_code == 200 and r.json() == {"status": "ok"}, r.text
+    r = api.get("/health/deep")
     assert r.status_code == 200, r.text
     body = r.json()
     names = aws_settings.names

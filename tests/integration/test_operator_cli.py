@@ -435,7 +435,7 @@ async def _authenticates(settings: AwsSettings, client_id: str, secret: str) -> 
         catalog = CatalogStore(clients.dynamodb, settings.names.config_table, cache_ttl_s=0)
         principal = Principal.parse(client_id)
         assert principal is not None
-        return await catalog.authenticate(principal, secret)
+        return await catalog.authenticate(principal, secret) is not None
 
 
 def test_seed_shows_secrets_once_and_clear_keeps_configuration(aws_settings: AwsSettings, tmp_path: Path) -> None:

@@ -15,11 +15,13 @@ from catalog.credentials import (
     Principal,
     StoredSecret,
     hash_secret,
+    matching_generation,
     new_secret,
     rotated,
     secret_matches,
 )
 from catalog.model import is_slug
+from catalog.sessions import SessionGrant, SessionState
 from tests.unit.factories import ORG_ID, OTHER_ORG_ID
 
 NOW_S = 1_718_452_800
@@ -145,7 +147,7 @@ def test_an_old_secret_works_until_its_not_after() -> None:
 def test_rotation_without_grace_drops_the_old_secret_at_once() -> None:
     old, new = new_secret(), new_secret()
     after = rotated([StoredSecret(sha256=hash_secret(old))], hash_secret(new), 0, NOW_S)
-    assert after == [StoredSecret(sha256=hash_secret(new))]
+    assert after == [StoredSecret(sha256=hash_secret(new), generation=1)]
     assert secret_matches(new, after, NOW_S)
     assert not secret_matches(old, after, NOW_S)
 
@@ -155,7 +157,10 @@ def test_rotation_with_grace_keeps_the_old_secret_for_exactly_the_grace(grace_ho
     old, new = new_secret(), new_secret()
     after = rotated([StoredSecret(sha256=hash_secret(old))], hash_secret(new), grace_hours, NOW_S)
     expiry = NOW_S + grace_hours * HOUR_S
-    assert after == [StoredSecret(sha256=hash_secret(new)), StoredSecret(sha256=hash_secret(old), not_after=expiry)]
+    assert after == [
+        StoredSecret(sha256=hash_secret(new), generation=1),
+        StoredSecret(sha256=hash_secret(old), not_after=expiry),
+    ]
     assert secret_matches(old, after, expiry - 1)
     assert not secret_matches(old, after, expiry)
     # The new secret has no end.
@@ -174,8 +179,8 @@ def test_rotation_drops_expired_secrets_and_keeps_live_ones() -> None:
     # Rotating again within the first grace keeps `first` until its own expiry: grace is not extended.
     after_two = rotated(after_one, hash_secret(third), 24, NOW_S + HOUR_S)
     assert after_two == [
-        StoredSecret(sha256=hash_secret(third)),
-        StoredSecret(sha256=hash_secret(second), not_after=NOW_S + HOUR_S + 24 * HOUR_S),
+        StoredSecret(sha256=hash_secret(third), generation=2),
+        StoredSecret(sha256=hash_secret(second), not_after=NOW_S + HOUR_S + 24 * HOUR_S, generation=1),
         StoredSecret(sha256=hash_secret(first), not_after=NOW_S + 24 * HOUR_S),
     ]
     assert all(secret_matches(s, after_two, NOW_S + 2 * HOUR_S) for s in (first, second, third))
@@ -183,9 +188,9 @@ def test_rotation_drops_expired_secrets_and_keeps_live_ones() -> None:
     fourth = new_secret()
     after_three = rotated(after_two, hash_secret(fourth), 2, NOW_S + 24 * HOUR_S)
     assert after_three == [
-        StoredSecret(sha256=hash_secret(fourth)),
-        StoredSecret(sha256=hash_secret(third), not_after=NOW_S + 26 * HOUR_S),
-        StoredSecret(sha256=hash_secret(second), not_after=NOW_S + HOUR_S + 24 * HOUR_S),
+        StoredSecret(sha256=hash_secret(fourth), generation=3),
+        StoredSecret(sha256=hash_secret(third), not_after=NOW_S + 26 * HOUR_S, generation=2),
+        StoredSecret(sha256=hash_secret(second), not_after=NOW_S + HOUR_S + 24 * HOUR_S, generation=1),
     ]
     assert not secret_matches(first, after_three, NOW_S + 24 * HOUR_S)
 
@@ -195,7 +200,7 @@ def test_an_emergency_rotation_without_grace_cuts_off_every_older_secret() -> No
     first, second, third = new_secret(), new_secret(), new_secret()
     after_one = rotated([StoredSecret(sha256=hash_secret(first))], hash_secret(second), 168, NOW_S)
     after_two = rotated(after_one, hash_secret(third), 0, NOW_S + HOUR_S)
-    assert after_two == [StoredSecret(sha256=hash_secret(third))]
+    assert after_two == [StoredSecret(sha256=hash_secret(third), generation=2)]
     assert not secret_matches(first, after_two, NOW_S + HOUR_S)
     assert not secret_matches(second, after_two, NOW_S + HOUR_S)
     assert secret_matches(third, after_two, NOW_S + HOUR_S)
@@ -203,4 +208,40 @@ def test_an_emergency_rotation_without_grace_cuts_off_every_older_secret() -> No
 
 def test_rotation_of_an_empty_list_yields_the_new_secret() -> None:
     new = new_secret()
-    assert rotated([], hash_secret(new), 24, NOW_S) == [StoredSecret(sha256=hash_secret(new))]
+    assert rotated([], hash_secret(new), 24, NOW_S) == [StoredSecret(sha256=hash_secret(new), generation=1)]
+
+
+# --- generations and sessions ---------------------------------------------------------------------------------------
+
+
+def test_each_rotation_mints_the_next_generation_and_a_match_names_its_own() -> None:
+    first, second, third = new_secret(), new_secret(), new_secret()
+    stored = rotated(
+        rotated([StoredSecret(sha256=hash_secret(first))], hash_secret(second), 24, NOW_S),
+        hash_secret(third),
+        24,
+        NOW_S,
+    )
+    assert [matching_generation(s, stored, NOW_S) for s in (first, second, third)] == [0, 1, 2]
+    assert matching_generation(new_secret(), stored, NOW_S) is None
+    assert matching_generation(first, stored, NOW_S + 24 * HOUR_S) is None
+
+
+def test_a_session_lives_as_long_as_the_secret_that_began_it() -> None:
+    old, new = new_secret(), new_secret()
+    before = [StoredSecret(sha256=hash_secret(old))]
+    old_session, unknown = SessionGrant(generation=0, epoch=0), SessionGrant(generation=7, epoch=0)
+    assert SessionState(tuple(before), 0).admits(old_session, NOW_S)
+    assert not SessionState(tuple(before), 0).admits(unknown, NOW_S)
+    graced = SessionState(tuple(rotated(before, hash_secret(new), 2, NOW_S)), 0)
+    assert graced.admits(old_session, NOW_S + 2 * HOUR_S - 1)
+    assert not graced.admits(old_session, NOW_S + 2 * HOUR_S)  # the grace ended, and the session with it
+    assert graced.admits(SessionGrant(1, 0), NOW_S + 2 * HOUR_S)
+    cut = SessionState(tuple(rotated(before, hash_secret(new), 0, NOW_S)), 0)
+    assert not cut.admits(old_session, NOW_S)
+
+
+def test_a_new_session_epoch_ends_every_earlier_session() -> None:
+    stored = (StoredSecret(sha256=hash_secret(new_secret())),)
+    assert SessionState(stored, 1).admits(SessionGrant(0, 1), NOW_S)
+    assert not SessionState(stored, 2).admits(SessionGrant(0, 1), NOW_S)

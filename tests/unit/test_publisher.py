@@ -234,7 +234,7 @@ def test_publish_rejects_a_request_that_cannot_fit_one_message() -> None:
         pub = publisher()
         with pytest.raises(ValueError, match="fit one queue message"):
             await pub.publish([EVENT] * (MAX_EVENTS_PER_MESSAGE + 1))
-        assert pub._pending == []
+        assert pub.pending_events == 0
 
     asyncio.run(run())
 

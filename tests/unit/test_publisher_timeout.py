@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from ingest_api.publisher import QueueUnavailable, UsagePublisher
+from ingest_api.publisher import QueueBacklogFull, QueueUnavailable, UsagePublisher
 from tests.unit.factories import ORG_ID
-from workers.message import UsageEvent
+from workers.message import UsageEvent, encoded_size
 
 
 def event() -> UsageEvent:
@@ -60,7 +60,7 @@ def test_a_stalled_queue_is_answered_within_the_timeout_and_unsent_requests_are_
         assert all(isinstance(o, QueueUnavailable) for o in outcomes), outcomes
         assert elapsed_s < 1.0
         assert publisher.stats.timeouts == 4
-        assert publisher._pending == []  # the three never sent are gone, not queued behind the outage
+        assert publisher.pending_events == 0  # the three never sent are gone, not queued behind the outage
         # The queue comes back: the send in flight completes (its client retries anyway), nothing else is sent.
         sqs.released.set()
         await publisher.close()
@@ -99,3 +99,66 @@ def test_the_wait_ends_near_the_timeout(timeout_s: float) -> None:
 
     waited_s = asyncio.run(run())
     assert timeout_s <= waited_s < timeout_s + 0.5
+
+
+def test_past_the_pending_bound_a_request_is_refused_without_waiting() -> None:
+    async def run() -> None:
+        sqs = StalledQueue()
+        # A timeout no test would sit out: the refusals below return without it.
+        publisher = UsagePublisher(sqs, "q", max_inflight=1, timeout_s=3600, max_pending_events=5)  # type: ignore[arg-type]
+        publisher.start()
+        in_flight = asyncio.create_task(publisher.publish([event()]))
+        await asyncio.sleep(0.05)  # taken into the one (stalled) send: in flight, no longer pending
+        waiting = [asyncio.create_task(publisher.publish([event(), event()])) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        assert publisher.pending_events == 4
+        with pytest.raises(QueueBacklogFull):
+            await publisher.publish([event(), event()])  # 4 + 2 > 5
+        one_more = asyncio.create_task(publisher.publish([event()]))  # 4 + 1 fits
+        await asyncio.sleep(0.05)
+        assert publisher.pending_events == 5 and publisher.stats.backlog_full == 1
+        sqs.released.set()
+        await asyncio.gather(in_flight, *waiting, one_more)
+        assert publisher.pending_events == 0
+        await publisher.close()
+        assert publisher.stats.events == 6
+
+    asyncio.run(run())
+
+
+def test_the_pending_bound_counts_bytes_too() -> None:
+    async def run() -> None:
+        size = encoded_size(event())
+        publisher = UsagePublisher(StalledQueue(), "q", 1, 3600, max_pending_bytes=size * 3 // 2)  # type: ignore[arg-type]
+        # Not started: nothing is taken, everything published waits.
+        first = asyncio.create_task(publisher.publish([event()]))
+        await asyncio.sleep(0)
+        with pytest.raises(QueueBacklogFull):
+            await publisher.publish([event()])
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+
+    asyncio.run(run())
+
+
+def test_withdrawn_requests_free_their_room_and_do_not_pile_up() -> None:
+    async def run() -> None:
+        sqs = StalledQueue()
+        publisher = UsagePublisher(sqs, "q", max_inflight=1, timeout_s=0.05, max_pending_events=10)  # type: ignore[arg-type]
+        publisher.start()
+        stuck = asyncio.create_task(publisher.publish([event()]))  # holds the only send slot
+        await asyncio.sleep(0.01)
+        # Far more requests than the bound, in waves: each wave times out and makes room for the next.
+        for _ in range(20):
+            wave = [asyncio.create_task(publisher.publish([event()])) for _ in range(10)]
+            outcomes = await asyncio.gather(*wave, return_exceptions=True)
+            assert all(isinstance(o, QueueUnavailable) and not isinstance(o, QueueBacklogFull) for o in outcomes)
+            assert publisher.pending_events == 0
+            assert len(publisher._pending) <= 10  # withdrawn ones are compacted away, not kept
+        await asyncio.gather(stuck, return_exceptions=True)
+        sqs.released.set()
+        await publisher.close()
+        assert [len(entries) for entries in sqs.batches] == [1]
+
+    asyncio.run(run())

@@ -55,10 +55,21 @@ def test_the_environment_overrides_and_bad_values_name_their_variable() -> None:
 
 
 def test_no_secret_appears_in_the_settings_repr() -> None:
-    settings = ApiSettings.from_env({"CK_JWT_SECRET": "jwt-secret-value", "CK_ADMIN_API_KEY": "admin-key-value"})
-    assert settings.jwt_secret == "jwt-secret-value" and settings.admin_api_key == "admin-key-value"
-    assert "jwt-secret-value" not in repr(settings)
-    assert "admin-key-value" not in repr(settings)
+    jwt_secret, admin_key, ops = "jwt-secret-value-" + "j" * 32, "admin-key-value-" + "a" * 32, "ops-" + "o" * 32
+    settings = ApiSettings.from_env({"CK_JWT_SECRET": jwt_secret, "CK_ADMIN_API_KEY": admin_key, "CK_OPS_TOKEN": ops})
+    assert (settings.jwt_secret, settings.admin_api_key, settings.ops_token) == (jwt_secret, admin_key, ops)
+    for secret in (jwt_secret, admin_key, ops):
+        assert secret not in repr(settings)
+
+
+@pytest.mark.parametrize("variable", ["CK_JWT_SECRET", "CK_ADMIN_API_KEY", "CK_OPS_TOKEN"])
+def test_the_api_refuses_to_start_with_a_secret_under_32_bytes(variable: str) -> None:
+    with pytest.raises(InvalidSetting, match=variable):
+        ApiSettings.from_env({**BASE_ENV, variable: "x" * 31})
+    assert ApiSettings.from_env({**BASE_ENV, variable: "x" * 32})
+    # Unset: a random JWT secret for this process (strong), and provisioning disabled.
+    assert len(ApiSettings.from_env({}).jwt_secret) >= 32
+    assert ApiSettings.from_env({}).admin_api_key is None
 
 
 def variables_read_by_the_processes() -> set[str]:

@@ -175,9 +175,13 @@ def test_api_runs_on_fargate_with_its_secrets_from_secrets_manager(resources: di
     environment = {e["Name"]: e["Value"] for e in container["Environment"]}
     assert environment["CK_RESOURCE_PREFIX"] == {"Ref": "ResourcePrefix"}
     secrets = {s["Name"]: s["ValueFrom"]["Ref"] for s in container["Secrets"]}
-    assert set(secrets) == {"CK_JWT_SECRET", "CK_ADMIN_API_KEY"}
+    assert set(secrets) == {"CK_JWT_SECRET", "CK_ADMIN_API_KEY", "CK_OPS_TOKEN"}
     assert all(resources[logical]["Type"] == "AWS::SecretsManager::Secret" for logical in secrets.values())
-    assert not {"CK_JWT_SECRET", "CK_ADMIN_API_KEY"} & set(environment)
+    # The API refuses secrets under 32 bytes.
+    assert all(
+        resources[logical]["Properties"]["GenerateSecretString"]["PasswordLength"] >= 32 for logical in secrets.values()
+    )
+    assert not set(secrets) & set(environment)
     [service] = of_type(resources, "AWS::ECS::Service").values()
     [balanced] = service["Properties"]["LoadBalancers"]
     assert resources[balanced["TargetGroupArn"]["Ref"]]["Type"] == "AWS::ElasticLoadBalancingV2::TargetGroup"
@@ -225,3 +229,73 @@ def test_function_roles_touch_only_their_own_tables(resources: dict[str, Any]) -
         tables[NAMES.aggregates_table]: {"dynamodb:UpdateItem"},
         tables[NAMES.checkpoints_table]: {"dynamodb:PutItem"},
     }
+
+
+# -- transport security and the edge ---------------------------------------------------------------------------------
+
+
+def test_nothing_reaches_the_api_over_plain_http(resources: dict[str, Any]) -> None:
+    listeners = of_type(resources, "AWS::ElasticLoadBalancingV2::Listener")
+    for logical, listener in listeners.items():
+        properties = listener["Properties"]
+        if properties["Protocol"] == "HTTPS":
+            assert "Condition" not in listener, logical  # HTTPS is not optional
+            assert properties["Certificates"] == [{"CertificateArn": {"Ref": "CertificateArn"}}]
+            continue
+        assert properties["Protocol"] == "HTTP"
+        assert [a["Type"] for a in properties["DefaultActions"]] == ["redirect"], logical
+        assert properties["DefaultActions"][0]["RedirectConfig"]["Protocol"] == "HTTPS"
+    assert sum(listener["Properties"]["Protocol"] == "HTTPS" for listener in listeners.values()) == 1
+    assert not of_type(resources, "AWS::ElasticLoadBalancingV2::ListenerRule")
+
+
+def test_https_answers_carry_hsts(resources: dict[str, Any]) -> None:
+    [https] = [
+        r["Properties"]
+        for r in of_type(resources, "AWS::ElasticLoadBalancingV2::Listener").values()
+        if r["Properties"]["Protocol"] == "HTTPS"
+    ]
+    attributes = {a["Key"]: a["Value"] for a in https["ListenerAttributes"]}
+    hsts = attributes["routing.http.response.strict_transport_security.header_value"]
+    assert int(hsts.split("max-age=")[1].split(";")[0]) >= 31_536_000
+
+
+def test_every_queue_refuses_requests_without_tls(resources: dict[str, Any]) -> None:
+    queues = set(of_type(resources, "AWS::SQS::Queue"))
+    covered: set[str] = set()
+    for policy in of_type(resources, "AWS::SQS::QueuePolicy").values():
+        statements = policy["Properties"]["PolicyDocument"]["Statement"]
+        denies_plain = any(
+            s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for s in statements
+        )
+        if denies_plain:
+            covered |= {q["Ref"] for q in policy["Properties"]["Queues"]}
+    assert covered == queues
+
+
+def test_the_load_balancer_writes_access_logs_to_a_private_bucket(resources: dict[str, Any]) -> None:
+    [balancer] = of_type(resources, "AWS::ElasticLoadBalancingV2::LoadBalancer").values()
+    attributes = {a["Key"]: a["Value"] for a in balancer["Properties"]["LoadBalancerAttributes"]}
+    assert attributes["access_logs.s3.enabled"] == "true"
+    bucket = resources[attributes["access_logs.s3.bucket"]["Ref"]]
+    assert bucket["Type"] == "AWS::S3::Bucket"
+    assert all(bucket["Properties"]["PublicAccessBlockConfiguration"].values())
+    assert balancer["DependsOn"] == "AccessLogBucketPolicy"
+
+
+def test_a_waf_rate_rule_guards_the_auth_routes_per_ip(resources: dict[str, Any]) -> None:
+    [(acl_id, acl)] = of_type(resources, "AWS::WAFv2::WebACL").items()
+    [association] = of_type(resources, "AWS::WAFv2::WebACLAssociation").values()
+    assert association["Properties"]["WebACLArn"] == {"Fn::GetAtt": [acl_id, "Arn"]}
+    assert resources[association["Properties"]["ResourceArn"]["Ref"]]["Type"] == (
+        "AWS::ElasticLoadBalancingV2::LoadBalancer"
+    )
+    rate_rules = [r for r in acl["Properties"]["Rules"] if "RateBasedStatement" in r["Statement"]]
+    [auth] = [
+        r["Statement"]["RateBasedStatement"]
+        for r in rate_rules
+        if r["Statement"]["RateBasedStatement"]["ScopeDownStatement"]["ByteMatchStatement"]["SearchString"] == "/auth/"
+    ]
+    assert auth["AggregateKeyType"] == "IP"
+    assert auth["ScopeDownStatement"]["ByteMatchStatement"]["PositionalConstraint"] == "STARTS_WITH"
+    assert all("Block" in r["Action"] for r in rate_rules)
