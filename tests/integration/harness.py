@@ -55,13 +55,23 @@ def status(settings: AwsSettings) -> PipelineStatus:
 
 
 def wait_idle(settings: AwsSettings, timeout_s: float = 30.0) -> None:
-    """Until the queue is empty and the aggregator has applied every stream record."""
+    """Until the queue is empty and the aggregator has applied every stream record.
 
-    def idle() -> bool:
-        s = status(settings)
-        return s.queue.total == 0 and s.pending_records == 0
+    One event loop and one set of clients for the whole wait: every test waits for this before it starts.
+    """
 
-    eventually(idle, timeout_s, 0.1)
+    async def wait() -> None:
+        deadline = time.monotonic() + timeout_s
+        async with open_async_clients(settings) as clients:
+            while True:
+                s = await pipeline_status(clients, settings.names)
+                if s.queue.total == 0 and s.pending_records == 0:
+                    return
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"pipeline not idle within {timeout_s}s; last status: {s!r}")
+                await asyncio.sleep(0.05)
+
+    asyncio.run(wait())
 
 
 @dataclass
@@ -220,8 +230,8 @@ def provision(
 
 
 @contextmanager
-def api_client(base_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=base_url, timeout=30) as client:
+def api_client(base_url: str, event_hooks: dict[str, list[Callable[..., Any]]] | None = None) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=base_url, timeout=30, event_hooks=event_hooks) as client:
         yield client
 
 
