@@ -16,6 +16,7 @@ MAX_BATCH_ITEMS = 100
 REQUEST_ID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 _REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 
+
 def canonical_request_id(value: str) -> str:
     """One spelling of a request id from here on: keys, duplicate checks and answers all use the lower-case form."""
     return value.lower()
