@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint unit integration bench stop clean
+.PHONY: install run test lint unit integration coverage bench stop clean
 
 $(STAMP): pyproject.toml
 	@echo "== installing into $(VENV) (first run takes a minute)"
@@ -34,6 +34,11 @@ unit: install
 integration: install
 	$(BIN)/python -m pytest -m integration
 
+# Every test with coverage of the project's packages (the pipeline's processes included); HTML report in htmlcov/.
+coverage: install
+	$(BIN)/python -m pytest --cov --cov-report=term --cov-report=html
+	@echo "== coverage report: htmlcov/index.html"
+
 bench: install
 	$(BIN)/python -m bench.ingest_benchmark
 
@@ -41,4 +46,4 @@ stop: install
 	$(BIN)/costkeeper stop
 
 clean:
-	rm -rf .run .mypy_cache .ruff_cache .pytest_cache
+	rm -rf .run .mypy_cache .ruff_cache .pytest_cache htmlcov .coverage .coverage.*
