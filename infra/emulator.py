@@ -153,18 +153,19 @@ def _port_open(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def _wait_bindable(host: str, port: int, reuse_address: bool, timeout_s: float, report: Report) -> None:
-    """Wait while the port cannot be bound the way the server will bind it.
+def _wait_bindable(host: str, port: int, timeout_s: float, report: Report) -> None:
+    """Wait while the port cannot be bound the way the servers bind it: with SO_REUSEADDR.
 
-    A closed connection in TIME_WAIT keeps its local port for up to a minute, and on a busy machine any ephemeral
-    client port can be the one we want: the server would exit with "Address already in use". DynamoDB Local binds
-    without SO_REUSEADDR; moto (werkzeug) with it, which still conflicts with a client socket that did not set it.
+    Both set it (DynamoDB Local's Jetty and moto's werkzeug), so the TIME_WAIT connections a stopped server leaves on
+    its own port do not hold up a restart (they were accepted from its listener and share the flag). A connection of
+    some other program that used the port as its ephemeral client port does, in TIME_WAIT for up to a minute or while
+    it is open: the server would exit with "Address already in use", and this waits instead.
     """
     deadline = time.monotonic() + timeout_s
     reported = False
     while True:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, int(reuse_address))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind((host, port))
                 return
@@ -305,7 +306,7 @@ def _launch(
             )
         # As each server binds: DynamoDB Local on every interface, moto on the host. TIME_WAIT lasts 60 s on Linux.
         moto = server.name == "moto-sqs"
-        _wait_bindable(cfg.host if moto else "0.0.0.0", server.port, reuse_address=moto, timeout_s=70.0, report=report)
+        _wait_bindable(cfg.host if moto else "0.0.0.0", server.port, timeout_s=70.0, report=report)
         command = _command(server, cfg, report)
         log = server.log_file(cfg).open("ab")
         # A session of its own: the emulator outlives this command and ignores the terminal's Ctrl-C.

@@ -585,5 +585,5 @@ def test_localstack_needs_no_aws_credentials(
         "AWS_EC2_METADATA_DISABLED": "true",
     }
     out = ok(costkeeper(aws_settings, "--localstack", "scan", "config", run_dir=tmp_path, env=env))
-    org = [json.loads(line) for line in out.splitlines()[:-1] if json.loads(line)["sk"] == "CONFIG"]
-    assert [item["pk"] for item in org] == [f"ORG#{SEED_ORG_ID}"], out
+    orgs = [item["pk"] for item in map(json.loads, out.splitlines()[:-1]) if item["sk"] == "CONFIG"]
+    assert f"ORG#{SEED_ORG_ID}" in orgs, out
