@@ -33,7 +33,7 @@ from catalog.store import CatalogStore
 from catalog.token_counts import TokenCounts
 from infra import cli
 from infra.processes import child_environment
-from infra.resource_setup import ensure_resources, scan_items
+from infra.resource_setup import delete_resources, ensure_resources, scan_items
 from infra.seed import SEED_ORG_ID
 from runtime.aws import ENDPOINT_VARIABLES, AwsSettings, open_async_clients
 from runtime.resources import ResourceNames, table_specs
@@ -437,6 +437,25 @@ def test_init_creates_everything_once_and_is_idempotent(aws_settings: AwsSetting
     # The queues keep their URLs: the second init found them rather than making new ones.
     assert [line for line in first if line.startswith("queue")] == [line for line in second if line.startswith("queue")]
     assert "missing" not in ok(costkeeper(settings, "list", run_dir=tmp_path))
+
+
+def test_delete_resources_removes_a_prefix_and_the_prefixes_built_on_it(aws_settings: AwsSettings) -> None:
+    """What a test session does on a long-lived LocalStack when it ends: nothing of its prefix stays behind."""
+    doomed = side_settings(aws_settings, "gone")
+    nested = side_settings(doomed, "nested")
+    for settings in (doomed, nested):
+        ensure_resources(settings, report=lambda m: None)
+    deleted: list[str] = []
+    delete_resources(doomed, report=deleted.append)
+
+    expected = [spec.name for s in (doomed, nested) for spec in table_specs(s.names)]
+    assert sorted(line.removeprefix("deleted table ") for line in deleted if "table" in line) == sorted(expected)
+    assert sum("deleted queue" in line for line in deleted) == 4
+    tables = set(aws_settings.dynamodb().list_tables()["TableNames"])
+    assert not {t for t in tables if t.startswith(doomed.names.prefix)}
+    assert not aws_settings.sqs().list_queues(QueueNamePrefix=doomed.names.prefix).get("QueueUrls")
+    # The session's own tables, whose prefix the doomed one extends, are untouched.
+    assert {spec.name for spec in table_specs(aws_settings.names)} <= tables
 
 
 def count_items(settings: AwsSettings, table: str) -> int:
