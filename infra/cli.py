@@ -460,6 +460,11 @@ def main(argv: list[str] | None = None) -> int:
     except emulator.EmulatorError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # `costkeeper scan usage | head`: the reader has what it wanted. Python's documented way out: point stdout
+        # at devnull, so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -575,6 +575,8 @@ def test_status_reports_the_embedded_emulator(aws_settings: AwsSettings, tmp_pat
     for server, port in (("dynamodb-local", dynamodb_port), ("moto-sqs", sqs_port)):
         pid = (run_dir / f"{server}.pid").read_text().strip()
         assert re.match(rf"{server}\s+answering\s+port {port}\s+pid {pid}\s+log ", lines[server]), running.stdout
+        # Where the data lives: the session's emulator runs in memory (a developer's keeps it in the run folder).
+        assert lines[server].endswith("  data memory"), lines[server]
 
     # Where nothing runs, it says so and fails, so scripts can test it.
     empty = tmp_path / "nothing"
