@@ -578,6 +578,17 @@ def test_status_reports_the_embedded_emulator(aws_settings: AwsSettings, tmp_pat
         # Where the data lives: the session's emulator runs in memory (a developer's keeps it in the run folder).
         assert lines[server].endswith("  data memory"), lines[server]
 
+    # A server of someone else's already answering on the port (the guide's CI service container, say) is used, not
+    # refused, and `stop` leaves it running: it has no pid file of ours.
+    other = tmp_path / "other"
+    other_env = embedded_env(other, dynamodb_port, sqs_port)
+    started = ok(costkeeper(aws_settings, "start", run_dir=other, env=other_env))
+    for server, port in (("dynamodb-local", dynamodb_port), ("moto-sqs", sqs_port)):
+        assert f"{server}: port {port} already answers (not started here" in started, started
+    stopped_other = ok(costkeeper(aws_settings, "stop", "--drain-timeout", "0", run_dir=other, env=other_env))
+    assert "dynamodb-local: not running" in stopped_other and "moto-sqs: not running" in stopped_other
+    assert ok(costkeeper(aws_settings, "status", run_dir=run_dir, env=embedded_env(run_dir, dynamodb_port, sqs_port)))
+
     # Where nothing runs, it says so and fails, so scripts can test it.
     empty = tmp_path / "nothing"
     stopped = costkeeper(aws_settings, "status", run_dir=empty, env=embedded_env(empty, 1, 2))
