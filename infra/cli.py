@@ -29,7 +29,14 @@ from boto3.dynamodb.types import TypeDeserializer
 
 from infra import emulator, saved_credentials, shutdown
 from infra.processes import PipelineProcess, child_environment, wait_for_http
-from infra.resource_setup import clear_all, ensure_queues, ensure_resources, scan_items, tables_exist
+from infra.resource_setup import (
+    clear_all,
+    ensure_queues,
+    ensure_resources,
+    existing_tables,
+    scan_items,
+    tables_exist,
+)
 from infra.seed import seed
 from ingest_api.pipeline_status import PipelineStatus, pipeline_status
 from runtime.aws import ENDPOINT_VARIABLES, AwsSettings, open_async_clients
@@ -135,7 +142,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def _report_resources(settings: AwsSettings) -> None:
     """One line on what `init` made, so that `status` verifies a setup as well as the servers."""
     names = settings.names
-    tables = set(settings.dynamodb().list_tables()["TableNames"])
+    tables = existing_tables(settings)
     wanted = [spec.name for spec in table_specs(names)]
     sqs = settings.sqs()
     queues = 0

@@ -119,9 +119,15 @@ def ensure_queues(settings: AwsSettings, report: Callable[[str], None] = print) 
         report(f"queue {name}: {url}")
 
 
+def existing_tables(settings: AwsSettings) -> set[str]:
+    """Every table at these endpoints, whatever its prefix (a shared LocalStack can hold more than a page of them)."""
+    pages = settings.dynamodb().get_paginator("list_tables").paginate()
+    return {name for page in pages for name in page.get("TableNames", [])}
+
+
 def tables_exist(settings: AwsSettings) -> bool:
     """Whether `init` has run against these endpoints (every table of the prefix is there)."""
-    present = set(settings.dynamodb().list_tables()["TableNames"])
+    present = existing_tables(settings)
     return all(spec.name in present for spec in table_specs(settings.names))
 
 
@@ -187,11 +193,10 @@ def delete_resources(settings: AwsSettings, report: Callable[[str], None] = prin
     """Delete every table and queue whose name starts with the prefix (side prefixes built on it included)."""
     ddb = settings.dynamodb()
     prefix = settings.names.prefix
-    for page in ddb.get_paginator("list_tables").paginate():
-        for table in page.get("TableNames", []):
-            if table.startswith(prefix):
-                ddb.delete_table(TableName=table)
-                report(f"deleted table {table}")
+    for table in sorted(existing_tables(settings)):
+        if table.startswith(prefix):
+            ddb.delete_table(TableName=table)
+            report(f"deleted table {table}")
     sqs = settings.sqs()
     for queues in sqs.get_paginator("list_queues").paginate(QueueNamePrefix=prefix):
         for url in queues.get("QueueUrls", []):
