@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lock run test lint unit integration bench stop clean
+.PHONY: install lock run test lint unit integration coverage bench stop clean
 
 # Exactly the locked versions, each checked against its hash; then the project itself, built with the locked setuptools.
 $(STAMP): pyproject.toml requirements-dev.lock
@@ -45,6 +45,11 @@ unit: install
 integration: install
 	$(BIN)/python -m pytest -m integration
 
+# Every test with coverage of the project's packages (the pipeline's processes included); HTML report in htmlcov/.
+coverage: install
+	$(BIN)/python -m pytest --cov --cov-report=term --cov-report=html
+	@echo "== coverage report: htmlcov/index.html"
+
 # Both benchmarks run even if the first misses a target; make fails if either does.
 bench: install
 	$(BIN)/python -m bench.ingest_benchmark; ingest=$$?; \
@@ -55,4 +60,4 @@ stop: install
 	$(BIN)/costkeeper stop
 
 clean:
-	rm -rf .run .mypy_cache .ruff_cache .pytest_cache
+	rm -rf .run .mypy_cache .ruff_cache .pytest_cache htmlcov .coverage .coverage.*

@@ -119,7 +119,11 @@ def fresh_emulator(external: bool) -> Iterator[None]:
         yield
         return
     cfg = emulator.EmulatorConfig(
-        run_dir=RUN_DIR, cache_dir=emulator.default_cache_dir(), dynamodb_port=DYNAMODB_PORT, sqs_port=SQS_PORT
+        run_dir=RUN_DIR,
+        cache_dir=emulator.default_cache_dir(),
+        dynamodb_port=DYNAMODB_PORT,
+        sqs_port=SQS_PORT,
+        in_memory=True,
     )
     emulator.start(cfg, report=lambda m: log(m))
     os.environ.update(cfg.environment())

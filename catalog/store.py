@@ -1,7 +1,8 @@
 """Orgs, apps and their hashed secrets in the config table.
 
-Item keys: pk = ORG#{org_id}; sk = #ORG for the org, APP#{app_id} for an app. Every write is conditional on the
-item's version, so a concurrent rotation and settings update cannot overwrite each other.
+Item keys: pk = ORG#{org_id}; sk = CONFIG for the org (the key the integration-testing guide's `aws dynamodb
+get-item` prints), APP#{app_id} for an app. Every write is conditional on the item's version, so a concurrent
+rotation and settings update cannot overwrite each other.
 Reads are cached briefly per process, misses too, in bounded caches: the worker prices every event and the API checks
 every request against them.
 """
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 _SECRETS = TypeAdapter(list[StoredSecret])
 _PROFILES = TypeAdapter(dict[str, InferenceProfile])
 MAX_PROFILES = 20
+ORG_SORT_KEY = "CONFIG"
 _MAX_ATTEMPTS = 5
 # Bounds of the per-process caches; past them the oldest entries go (and are read again when asked for).
 CATALOG_CACHE_ENTRIES = 10_000
@@ -69,7 +71,7 @@ def not_found(principal: Principal) -> CatalogEntryNotFound:
 
 
 def org_key(org_id: str) -> dict[str, Any]:
-    return {"pk": {"S": f"ORG#{org_id}"}, "sk": {"S": "#ORG"}}
+    return {"pk": {"S": f"ORG#{org_id}"}, "sk": {"S": ORG_SORT_KEY}}
 
 
 def app_key(org_id: str, app_id: str) -> dict[str, Any]:

@@ -4,7 +4,9 @@ Emulator: start, stop, restart, status. Resources and data: init, seed, clear, r
 Pipeline: run (everything, in the foreground), test. Operations: queue, watch, redrive.
 
 With AWS_ENDPOINT_URL_* set (LocalStack, or real AWS with credentials) every command uses those endpoints and the
-embedded emulator is left alone; otherwise the embedded emulator is the target.
+embedded emulator is left alone; otherwise the embedded emulator is the target. DynamoDB Local keeps its data in the
+run folder across stop and start (CK_DYNAMODB_IN_MEMORY=1 or --in-memory: in memory); moto's SQS is in memory, so
+`stop` lets the worker drain the queues first.
 """
 
 from __future__ import annotations
@@ -25,18 +27,33 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer
 
-from infra import emulator
+from infra import emulator, saved_credentials, shutdown
 from infra.processes import PipelineProcess, child_environment, wait_for_http
-from infra.resource_setup import clear_usage, ensure_resources, scan_items
+from infra.resource_setup import (
+    clear_all,
+    ensure_queues,
+    ensure_resources,
+    existing_tables,
+    scan_items,
+    tables_exist,
+)
 from infra.seed import seed
 from ingest_api.pipeline_status import PipelineStatus, pipeline_status
 from ingest_api.settings import MIN_SECRET_BYTES
 from runtime.aws import ENDPOINT_VARIABLES, AwsSettings, open_async_clients
 from runtime.resources import table_specs
 
+# LocalStack accepts any credentials and derives its account from the key id; docker-compose.yml's containers use
+# these, so the CLI on the host sees the same tables and queues they do.
+LOCALSTACK_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
+
 
 def localstack_environment(host: str | None = None) -> dict[str, str]:
-    """Endpoint variables for a LocalStack edge (LOCALSTACK_HOST, default localhost:4566), via localstack-client."""
+    """Endpoint variables for a LocalStack edge (LOCALSTACK_HOST, default localhost:4566), via localstack-client.
+
+    Credentials too, unless the environment names some: without them boto3 stops with NoCredentialsError before it
+    ever reaches the emulator.
+    """
     from localstack_client.config import get_service_endpoint
 
     env: dict[str, str] = {}
@@ -44,6 +61,8 @@ def localstack_environment(host: str | None = None) -> dict[str, str]:
         url = get_service_endpoint(service, localstack_host=host)
         if url:
             env[variable] = url
+    if not os.environ.get("AWS_ACCESS_KEY_ID"):
+        env.update(LOCALSTACK_CREDENTIALS)
     return env
 
 
@@ -52,7 +71,9 @@ def _say(message: str) -> None:
 
 
 def external_endpoints() -> bool:
-    return any(os.environ.get(var) for var in ENDPOINT_VARIABLES.values())
+    """Endpoints set to anything but the embedded emulator (which this process may have pointed itself at)."""
+    embedded = emulator.EmulatorConfig.from_env().environment()
+    return any(os.environ.get(var) not in (None, "", embedded[var]) for var in ENDPOINT_VARIABLES.values())
 
 
 def _target_environment() -> dict[str, str]:
@@ -69,22 +90,38 @@ def _settings() -> AwsSettings:
     return AwsSettings.from_env()
 
 
+def _emulator_config(args: argparse.Namespace) -> emulator.EmulatorConfig:
+    if getattr(args, "in_memory", False):
+        os.environ["CK_DYNAMODB_IN_MEMORY"] = "1"
+    return emulator.EmulatorConfig.from_env()
+
+
 def cmd_start(args: argparse.Namespace) -> int:
     if external_endpoints():
         _say("AWS_ENDPOINT_URL_* are set: using those endpoints, the embedded emulator is not started")
         return 0
-    emulator.start(emulator.EmulatorConfig.from_env(), _say)
+    cfg = _emulator_config(args)
+    emulator.start(cfg, _say)
+    settings = _settings()
+    if not cfg.in_memory and tables_exist(settings):
+        # The tables came back from disk; moto's queues did not: recreate them so the pipeline can run at once.
+        _say("tables kept their data; recreating the queues (moto keeps them in memory)")
+        ensure_queues(settings, _say)
     return 0
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    emulator.stop(emulator.EmulatorConfig.from_env(), _say)
+    cfg = emulator.EmulatorConfig.from_env()
+    if not external_endpoints() and emulator.status(cfg)["moto-sqs"]["answering"]:
+        worker_running = shutdown.running_pipeline(cfg.run_dir) is not None
+        shutdown.drain_queues(_settings().sqs(), worker_running, args.drain_timeout, _say)
+    shutdown.stop_pipeline(cfg.run_dir, _say)
+    emulator.stop(cfg, _say)
     return 0
 
 
 def cmd_restart(args: argparse.Namespace) -> int:
     cmd_stop(args)
-    _say("note: the emulator keeps data in memory; run `costkeeper setup` to recreate tables, queues and seed")
     return cmd_start(args)
 
 
@@ -96,8 +133,26 @@ def cmd_status(args: argparse.Namespace) -> int:
     for name, info in status.items():
         state = "answering" if info["answering"] else ("running, not answering" if info["pid"] else "stopped")
         healthy = healthy and bool(info["answering"])
-        _say(f"{name:16} {state:24} port {info['port']}  pid {info['pid'] or '-'}  log {info['log']}")
+        storage = f"  data {info['storage']}" if info.get("storage") else ""
+        _say(f"{name:16} {state:24} port {info['port']}  pid {info['pid'] or '-'}  log {info['log']}{storage}")
+    if healthy or external_endpoints():
+        _report_resources(_settings())
     return 0 if healthy or external_endpoints() else 1
+
+
+def _report_resources(settings: AwsSettings) -> None:
+    """One line on what `init` made, so that `status` verifies a setup as well as the servers."""
+    names = settings.names
+    tables = existing_tables(settings)
+    wanted = [spec.name for spec in table_specs(names)]
+    sqs = settings.sqs()
+    queues = 0
+    for queue in (names.usage_queue, names.dead_letter_queue):
+        with contextlib.suppress(sqs.exceptions.QueueDoesNotExist):
+            sqs.get_queue_url(QueueName=queue)
+            queues += 1
+    present = sum(1 for name in wanted if name in tables)
+    _say(f"resources        {present} of {len(wanted)} tables, {queues} of 2 queues named {names.prefix}*")
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -110,7 +165,8 @@ def _credentials_file() -> Path:
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
-    credentials = asyncio.run(seed(_settings(), _say))
+    settings = _settings()
+    credentials = asyncio.run(seed(settings, _say))
     fresh = {c.client_id: c.client_secret for c in credentials if c.client_secret}
     for cred in credentials:
         if cred.client_secret:
@@ -118,19 +174,17 @@ def cmd_seed(args: argparse.Namespace) -> int:
         else:
             _say(f"  client_id     {cred.client_id}   (exists; secret unchanged)")
     if fresh:
-        # Local development convenience: `costkeeper run` and the examples read it. Owner-only permissions.
-        path = _credentials_file()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        known = json.loads(path.read_text()) if path.exists() else {}
-        known.update(fresh)
-        path.write_text(json.dumps(known, indent=2))
-        path.chmod(0o600)
-        _say(f"  (also saved to {path} for local scripts)")
+        # Local development convenience: `costkeeper run` and the examples read it back.
+        saved_credentials.save(_credentials_file(), settings.names.prefix, fresh)
+        _say(f'  (also saved to {_credentials_file()} under "{settings.names.prefix}" for local scripts)')
     return 0
 
 
 def cmd_clear(args: argparse.Namespace) -> int:
-    clear_usage(_settings(), _say)
+    settings = _settings()
+    clear_all(settings, _say)
+    # The org and app are gone, and their secrets with them.
+    saved_credentials.forget(_credentials_file(), settings.names.prefix)
     return 0
 
 
@@ -229,6 +283,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     processes = [
         PipelineProcess(name, env, run_dir / f"{name}.log", echo=True) for name in ("api", "worker", "aggregator")
     ]
+    # `costkeeper stop` in another terminal finds this process there, and stops it before the emulator.
+    shutdown.pipeline_pid_file(run_dir).write_text(str(os.getpid()))
     stopping = False
 
     def request_stop(signum: int, frame: object) -> None:
@@ -257,6 +313,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         _say("== stopping (draining in-flight work)")
         for process in processes:
             process.stop()
+        shutdown.pipeline_pid_file(run_dir).unlink(missing_ok=True)
     return 0 if stopping else 1
 
 
@@ -346,25 +403,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     simple = {
-        "start": (cmd_start, "start the embedded emulator (DynamoDB Local + moto SQS)"),
-        "stop": (cmd_stop, "stop the embedded emulator"),
-        "restart": (cmd_restart, "restart the embedded emulator (its data is in memory and is lost)"),
-        "status": (cmd_status, "is the emulator running and answering"),
+        "status": (cmd_status, "is the emulator running and answering, and are the tables and queues there"),
         "init": (cmd_init, "create tables and queues (idempotent)"),
         "seed": (cmd_seed, "create the test org and app; prints new client secrets once"),
-        "clear": (cmd_clear, "delete usage items and aggregates; configuration stays"),
-        "reset": (cmd_reset, "clear, then seed"),
+        "clear": (cmd_clear, "delete all data (every table's items, queued messages); tables and queues stay"),
+        "reset": (cmd_reset, "clear, then seed: a clean seeded state"),
         "list": (cmd_list, "tables and queues with their sizes"),
-        "setup": (cmd_setup, "start + init + seed"),
     }
     for name, (func, help_text) in simple.items():
         sub.add_parser(name, help=help_text).set_defaults(func=func)
+    # Verbs that start the emulator choose where DynamoDB Local keeps its data; verbs that stop it, how long the
+    # worker gets to empty moto's in-memory queues first.
+    lifecycle = {
+        "start": (
+            cmd_start,
+            "start the embedded emulator (DynamoDB Local + moto SQS); tables persist in the run folder",
+        ),
+        "stop": (cmd_stop, "let the worker drain the queues, stop `costkeeper run`'s pipeline, stop the emulator"),
+        "restart": (cmd_restart, "stop, then start: tables keep their data, queues come back empty"),
+        "setup": (cmd_setup, "start + init + seed"),
+    }
+    for name, (func, help_text) in lifecycle.items():
+        verb = sub.add_parser(name, help=help_text)
+        if name != "stop":
+            verb.add_argument(
+                "--in-memory", action="store_true", help="DynamoDB Local in memory (CK_DYNAMODB_IN_MEMORY=1)"
+            )
+        if name in ("stop", "restart"):
+            verb.add_argument(
+                "--drain-timeout", type=float, default=30.0, help="longest wait for the worker to empty the queues (s)"
+            )
+        verb.set_defaults(func=func)
     scan = sub.add_parser("scan", help="print a table's items as JSON lines")
     scan.add_argument("table", help="table name, with or without the resource prefix (e.g. usage)")
     scan.add_argument("--limit", type=int, default=0, help="at most this many items (0: all)")
     scan.set_defaults(func=cmd_scan)
     run = sub.add_parser("run", help="setup, then run the API, worker and aggregator until Ctrl-C")
     run.add_argument("--port", type=int, default=8080)
+    run.add_argument("--in-memory", action="store_true", help="DynamoDB Local in memory (CK_DYNAMODB_IN_MEMORY=1)")
     run.set_defaults(func=cmd_run)
     test = sub.add_parser("test", help="run the test suite (arguments go to pytest)")
     test.add_argument("pytest_args", nargs=argparse.REMAINDER)
@@ -392,6 +468,11 @@ def main(argv: list[str] | None = None) -> int:
     except emulator.EmulatorError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # `costkeeper scan usage | head`: the reader has what it wanted. Python's documented way out: point stdout
+        # at devnull, so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

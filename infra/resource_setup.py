@@ -1,4 +1,5 @@
-"""Creating the tables and queues of one deployment (`costkeeper init`) and clearing their data (`clear`).
+"""Creating the tables and queues of one deployment (`costkeeper init`), clearing their data (`clear`), and
+deleting them (a test session's teardown on a long-lived LocalStack).
 
 What the resources are is defined in runtime/resources.py; this is the operator's side that acts on them.
 """
@@ -109,8 +110,25 @@ def ensure_resources(settings: AwsSettings, report: Callable[[str], None] = prin
     for spec in table_specs(settings.names):
         outcome = _ensure_table(ddb, spec)
         report(f"table {spec.name}: {outcome}")
+    ensure_queues(settings, report)
+
+
+def ensure_queues(settings: AwsSettings, report: Callable[[str], None] = print) -> None:
+    """The queues alone: what an emulator restart loses while the tables it keeps on disk are still there."""
     for name, url in _ensure_queues(settings.sqs(), settings.names).items():
         report(f"queue {name}: {url}")
+
+
+def existing_tables(settings: AwsSettings) -> set[str]:
+    """Every table at these endpoints, whatever its prefix (a shared LocalStack can hold more than a page of them)."""
+    pages = settings.dynamodb().get_paginator("list_tables").paginate()
+    return {name for page in pages for name in page.get("TableNames", [])}
+
+
+def tables_exist(settings: AwsSettings) -> bool:
+    """Whether `init` has run against these endpoints (every table of the prefix is there)."""
+    present = existing_tables(settings)
+    return all(spec.name in present for spec in table_specs(settings.names))
 
 
 def scan_items(ddb: DynamoDBClient, table: str, projection: str | None = None) -> Iterator[dict[str, Any]]:
@@ -147,6 +165,43 @@ def delete_all_items(ddb: DynamoDBClient, table: str, has_sort_key: bool) -> int
     if batch:
         flush()
     return deleted
+
+
+def clear_all(settings: AwsSettings, report: Callable[[str], None] = print) -> None:
+    """Every table's items and every queued message; the tables and queues stay (`costkeeper clear`).
+
+    Stream checkpoints stay too: they are the aggregator's position in the usage stream, not data, and without them
+    an aggregator would apply the stream's last 24 hours again.
+    """
+    ddb = settings.dynamodb()
+    names = settings.names
+    for spec in table_specs(names):
+        if spec.name != names.checkpoints_table:
+            report(f"cleared {delete_all_items(ddb, spec.name, spec.has_sort_key)} items from {spec.name}")
+    sqs = settings.sqs()
+    for queue in (names.usage_queue, names.dead_letter_queue):
+        url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
+        try:
+            sqs.purge_queue(QueueUrl=url)
+            report(f"purged queue {queue}")
+        except sqs.exceptions.PurgeQueueInProgress:
+            # AWS (and LocalStack) allow one purge a minute; the one under way empties the queue all the same.
+            report(f"queue {queue}: a purge is already in progress")
+
+
+def delete_resources(settings: AwsSettings, report: Callable[[str], None] = print) -> None:
+    """Delete every table and queue whose name starts with the prefix (side prefixes built on it included)."""
+    ddb = settings.dynamodb()
+    prefix = settings.names.prefix
+    for table in sorted(existing_tables(settings)):
+        if table.startswith(prefix):
+            ddb.delete_table(TableName=table)
+            report(f"deleted table {table}")
+    sqs = settings.sqs()
+    for queues in sqs.get_paginator("list_queues").paginate(QueueNamePrefix=prefix):
+        for url in queues.get("QueueUrls", []):
+            sqs.delete_queue(QueueUrl=url)
+            report(f"deleted queue {url}")
 
 
 def clear_usage(settings: AwsSettings, report: Callable[[str], None] = print) -> None:

@@ -53,7 +53,12 @@ SEED_ORG = OrgSettings(
     model_ordering=["premium", "standard", "economy"],
     daily_quotas_usd_micros={"premium": 1_000_000, "standard": 500_000, "economy": 100_000},
 )
-SEED_APP = AppSettings(name="Test App", daily_quotas_usd_micros={"premium": 500_000, "standard": 250_000})
+# The guide's test app has models of its own: premium, then standard, never economy.
+SEED_APP = AppSettings(
+    name="Test App",
+    model_ordering=["premium", "standard"],
+    daily_quotas_usd_micros={"premium": 500_000, "standard": 250_000},
+)
 
 
 @dataclass(frozen=True)

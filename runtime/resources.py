@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-DEFAULT_PREFIX = "costkeeper-"
+# The names the integration-testing guide prints (bedrock-cost-keeper-config, -usage, -aggregates, -tokens, -secrets).
+DEFAULT_PREFIX = "bedrock-cost-keeper-"
 TTL_ATTRIBUTE = "expires_at"
 
 # Redrive after five receives: enough to ride out throttling and a restart, few enough that a poison message reaches
@@ -43,11 +44,11 @@ class ResourceNames:
 
     @property
     def revoked_tokens_table(self) -> str:
-        return f"{self.prefix}revoked-tokens"
+        return f"{self.prefix}tokens"
 
     @property
     def one_time_secrets_table(self) -> str:
-        return f"{self.prefix}one-time-secrets"
+        return f"{self.prefix}secrets"
 
     @property
     def usage_queue(self) -> str:

@@ -64,13 +64,23 @@ def status(settings: AwsSettings) -> PipelineStatus:
 
 
 def wait_idle(settings: AwsSettings, timeout_s: float = 30.0) -> None:
-    """Until the queue is empty and the aggregator has applied every stream record."""
+    """Until the queue is empty and the aggregator has applied every stream record.
 
-    def idle() -> bool:
-        s = status(settings)
-        return s.queue.total == 0 and s.pending_records == 0
+    One event loop and one set of clients for the whole wait: every test waits for this before it starts.
+    """
 
-    eventually(idle, timeout_s, 0.1)
+    async def wait() -> None:
+        deadline = time.monotonic() + timeout_s
+        async with open_async_clients(settings) as clients:
+            while True:
+                s = await pipeline_status(clients, settings.names)
+                if s.queue.total == 0 and s.pending_records == 0:
+                    return
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"pipeline not idle within {timeout_s}s; last status: {s!r}")
+                await asyncio.sleep(0.05)
+
+    asyncio.run(wait())
 
 
 @dataclass
@@ -86,7 +96,8 @@ class Pipeline:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, *names: str) -> None:
-        for name in names or ("api", "worker", "aggregator"):
+        # The API last: the others start up while the harness waits for its health check.
+        for name in names or ("worker", "aggregator", "api"):
             env = {**self.env, "CK_API_PORT": str(self.port)}
             process = PipelineProcess(name, env, self.log_dir / f"{name}.log")
             process.start()
@@ -121,6 +132,10 @@ def pipeline_env(settings: AwsSettings, **extra: str) -> dict[str, str]:
             # Every test speaks from 127.0.0.1 and many use one client: the limits are tested by test_rate_limits.py
             # on an API of its own.
             **{variable: "1000000/minute" for variable in GENEROUS_RATE_LIMITS},
+            # The window gathers records into fewer transactions under load, and an idle aggregator polls its shards
+            # less often; tests wait on latency instead, and the commit is exactly-once whatever the timing.
+            "CK_AGGREGATOR_BATCH_WINDOW_S": "0.05",
+            "CK_AGGREGATOR_IDLE_POLL_S": "0.1",
             **extra,
         }
     )
@@ -232,8 +247,8 @@ def provision(
 
 
 @contextmanager
-def api_client(base_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=base_url, timeout=30) as client:
+def api_client(base_url: str, event_hooks: dict[str, list[Callable[..., Any]]] | None = None) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=base_url, timeout=30, event_hooks=event_hooks) as client:
         yield client
 
 

@@ -44,7 +44,8 @@ from ingest_api.openapi import build_openapi
 from runtime.aws import AwsSettings
 from tests.integration.harness import ADMIN_KEY, Pipeline, Tenant, api_client, eventually, provision
 
-pytestmark = pytest.mark.integration
+# Hundreds of generated requests: `slow`, and not `integration`, so `-m integration` stays about a minute.
+pytestmark = pytest.mark.slow
 
 # Per operation and run: enough to reach the validation branches, few enough for the file to take about a minute.
 # CK_FUZZ_MAX_EXAMPLES=300 fuzzes harder when hunting.

@@ -9,17 +9,19 @@ aggregated. Tests that change state (redrive, drain, init, clear, seed) get a pr
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
 import os
 import re
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -29,8 +31,10 @@ from aggregator.usage_record import UsageRecord
 from catalog.credentials import Principal
 from catalog.store import CatalogStore
 from catalog.token_counts import TokenCounts
+from infra import cli
 from infra.processes import child_environment
-from infra.resource_setup import ensure_resources, scan_items
+from infra.resource_setup import delete_resources, ensure_resources, scan_items
+from infra.seed import SEED_ORG_ID
 from runtime.aws import ENDPOINT_VARIABLES, AwsSettings, open_async_clients
 from runtime.resources import ResourceNames, table_specs
 from tests.integration.harness import ADMIN_KEY, REPO, Pipeline, eventually, pipeline_env, status
@@ -55,8 +59,10 @@ def side_settings(aws_settings: AwsSettings, name: str) -> AwsSettings:
 def costkeeper(
     settings: AwsSettings, *args: str, run_dir: Path, env: dict[str, str | None] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """`python -m infra ARGS` for this prefix, as an operator would run it; the run dir keeps its files out of .run.
+    """`costkeeper ARGS` for this prefix, as an operator would run it; the run dir keeps its files out of .run.
 
+    In this process, with the environment it would have and its output captured: an interpreter per call would cost
+    these tests a second or two each, and tests/integration/test_docs_walkthrough.py runs the real executables.
     env adds variables to the session's, or removes those given as None.
     """
     full_env = child_environment({"CK_RESOURCE_PREFIX": settings.names.prefix, "CK_RUN_DIR": str(run_dir)})
@@ -65,15 +71,21 @@ def costkeeper(
             full_env.pop(name, None)
         else:
             full_env[name] = value
-    return subprocess.run(
-        [sys.executable, "-m", "infra", *args],
-        env=full_env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    saved = dict(os.environ)
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        # The CLI points its own environment at the emulator it targets; the session's must come back unchanged.
+        os.environ.clear()
+        os.environ.update(full_env)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = cli.main(list(args))
+            except SystemExit as exit_:  # argparse refusing the arguments
+                code = exit_.code if isinstance(exit_.code, int) else 2
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return subprocess.CompletedProcess(["costkeeper", *args], code, out.getvalue(), err.getvalue())
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:
@@ -426,6 +438,25 @@ def test_init_creates_everything_once_and_is_idempotent(aws_settings: AwsSetting
     assert "missing" not in ok(costkeeper(settings, "list", run_dir=tmp_path))
 
 
+def test_delete_resources_removes_a_prefix_and_the_prefixes_built_on_it(aws_settings: AwsSettings) -> None:
+    """What a test session does on a long-lived LocalStack when it ends: nothing of its prefix stays behind."""
+    doomed = side_settings(aws_settings, "gone")
+    nested = side_settings(doomed, "nested")
+    for settings in (doomed, nested):
+        ensure_resources(settings, report=lambda m: None)
+    deleted: list[str] = []
+    delete_resources(doomed, report=deleted.append)
+
+    expected = [spec.name for s in (doomed, nested) for spec in table_specs(s.names)]
+    assert sorted(line.removeprefix("deleted table ") for line in deleted if "table" in line) == sorted(expected)
+    assert sum("deleted queue" in line for line in deleted) == 4
+    tables = set(aws_settings.dynamodb().list_tables()["TableNames"])
+    assert not {t for t in tables if t.startswith(doomed.names.prefix)}
+    assert not aws_settings.sqs().list_queues(QueueNamePrefix=doomed.names.prefix).get("QueueUrls")
+    # The session's own tables, whose prefix the doomed one extends, are untouched.
+    assert {spec.name for spec in table_specs(aws_settings.names)} <= tables
+
+
 def count_items(settings: AwsSettings, table: str) -> int:
     return sum(1 for _ in scan_items(settings.dynamodb(), table, "pk"))
 
@@ -438,41 +469,84 @@ async def _authenticates(settings: AwsSettings, client_id: str, secret: str) -> 
         return await catalog.authenticate(principal, secret) is not None
 
 
-def test_seed_shows_secrets_once_and_clear_keeps_configuration(aws_settings: AwsSettings, tmp_path: Path) -> None:
+def seeded(out: str) -> dict[str, str]:
+    """The client ids and secrets a `seed` printed as new."""
+    return dict(re.findall(r"client_id\s+(\S+)\n\s+client_secret (cks_\S+)\s+\(shown once\)", out))
+
+
+def test_seed_shows_secrets_once_and_saves_them_under_the_prefix(aws_settings: AwsSettings, tmp_path: Path) -> None:
     settings = side_settings(aws_settings, "seed")
-    ensure_resources(settings, report=lambda m: None)
-    names = settings.names
+    other = side_settings(aws_settings, "seed2")
+    for s in (settings, other):
+        ensure_resources(s, report=lambda m: None)
 
     first = ok(costkeeper(settings, "seed", run_dir=tmp_path))
-    secrets = dict(re.findall(r"client_id\s+(\S+)\n\s+client_secret (cks_\S+)\s+\(shown once\)", first))
+    secrets = seeded(first)
     assert len(secrets) == 2, first
     for client_id, secret in secrets.items():
         assert asyncio.run(_authenticates(settings, client_id, secret)), client_id
     saved = tmp_path / "credentials.json"
-    assert json.loads(saved.read_text()) == secrets
+    assert json.loads(saved.read_text()) == {settings.names.prefix: secrets}
     assert saved.stat().st_mode & 0o777 == 0o600
 
-    # Usage and aggregates to clear, beside the configuration the seed wrote.
-    write_usage(settings, usage_records(3))
-    settings.dynamodb().put_item(
-        TableName=names.aggregates_table, Item={"pk": {"S": "ORG#x#DAY#2025-01-01"}, "sk": {"S": "APP#a#MODEL#m"}}
-    )
-    config_items = count_items(settings, names.config_table)
-    assert config_items >= 2
+    # A second prefix seeded into the same run folder gets a section of its own; the first keeps its secrets.
+    other_secrets = seeded(ok(costkeeper(other, "seed", run_dir=tmp_path)))
+    assert json.loads(saved.read_text()) == {settings.names.prefix: secrets, other.names.prefix: other_secrets}
 
-    out = ok(costkeeper(settings, "clear", run_dir=tmp_path))
-    assert f"cleared 3 items from {names.usage_table}" in out
-    assert f"cleared 1 items from {names.aggregates_table}" in out
-    assert count_items(settings, names.usage_table) == count_items(settings, names.aggregates_table) == 0
-    assert count_items(settings, names.config_table) == config_items
-
-    # The org and app survived the clear: a second seed finds them and shows no secret.
+    # Seeding again finds the org and app, shows no secret and changes nothing saved.
     second = ok(costkeeper(settings, "seed", run_dir=tmp_path))
     assert "client_secret" not in second
     assert second.count("(exists; secret unchanged)") == 2
     for client_id, secret in secrets.items():
         assert asyncio.run(_authenticates(settings, client_id, secret)), client_id
-    assert json.loads(saved.read_text()) == secrets
+    assert json.loads(saved.read_text())[settings.names.prefix] == secrets
+
+
+def test_clear_empties_every_table_and_queue_and_reset_seeds_afresh(aws_settings: AwsSettings, tmp_path: Path) -> None:
+    settings = side_settings(aws_settings, "clear")
+    names = settings.names
+    ensure_resources(settings, report=lambda m: None)
+    old = seeded(ok(costkeeper(settings, "seed", run_dir=tmp_path)))
+    write_usage(settings, usage_records(3))
+    settings.dynamodb().put_item(
+        TableName=names.aggregates_table, Item={"pk": {"S": "ORG#x#DAY#2025-01-01"}, "sk": {"S": "APP#a#MODEL#m"}}
+    )
+    checkpoint = {"pk": {"S": "shard-checkpoint-kept"}}
+    settings.dynamodb().put_item(TableName=names.checkpoints_table, Item=checkpoint)
+    queues = queue_urls(settings)
+    for url in queues:
+        settings.sqs().send_message(QueueUrl=url, MessageBody="{}")
+
+    out = ok(costkeeper(settings, "clear", run_dir=tmp_path))
+    assert f"cleared 3 items from {names.usage_table}" in out
+    assert f"cleared 1 items from {names.aggregates_table}" in out
+    assert f"cleared 2 items from {names.config_table}" in out
+    for spec in table_specs(names):
+        expected = 1 if spec.name == names.checkpoints_table else 0  # the aggregator's position is not data
+        assert count_items(settings, spec.name) == expected, spec.name
+    for url in queues:
+        assert queue_counts(settings, url) == [0, 0, 0], url
+    # The secrets went with the org and app.
+    assert settings.names.prefix not in json.loads((tmp_path / "credentials.json").read_text())
+
+    reset = ok(costkeeper(settings, "reset", run_dir=tmp_path))
+    fresh = seeded(reset)
+    assert set(fresh) == set(old) and not set(fresh.values()) & set(old.values())
+    assert count_items(settings, names.config_table) == 2
+    assert count_items(settings, names.usage_table) == count_items(settings, names.aggregates_table) == 0
+    assert json.loads((tmp_path / "credentials.json").read_text()) == {names.prefix: fresh}
+
+
+def queue_counts(settings: AwsSettings, url: str) -> list[int]:
+    attributes = settings.sqs().get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=[
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ],
+    )["Attributes"]
+    return [int(v) for v in attributes.values()]
 
 
 # -- status -------------------------------------------------------------------------------------------------------
@@ -500,6 +574,19 @@ def test_status_reports_the_embedded_emulator(aws_settings: AwsSettings, tmp_pat
     for server, port in (("dynamodb-local", dynamodb_port), ("moto-sqs", sqs_port)):
         pid = (run_dir / f"{server}.pid").read_text().strip()
         assert re.match(rf"{server}\s+answering\s+port {port}\s+pid {pid}\s+log ", lines[server]), running.stdout
+        # Where the data lives: the session's emulator runs in memory (a developer's keeps it in the run folder).
+        assert lines[server].endswith("  data memory"), lines[server]
+
+    # A server of someone else's already answering on the port (the guide's CI service container, say) is used, not
+    # refused, and `stop` leaves it running: it has no pid file of ours.
+    other = tmp_path / "other"
+    other_env = embedded_env(other, dynamodb_port, sqs_port)
+    started = ok(costkeeper(aws_settings, "start", run_dir=other, env=other_env))
+    for server, port in (("dynamodb-local", dynamodb_port), ("moto-sqs", sqs_port)):
+        assert f"{server}: port {port} already answers (not started here" in started, started
+    stopped_other = ok(costkeeper(aws_settings, "stop", "--drain-timeout", "0", run_dir=other, env=other_env))
+    assert "dynamodb-local: not running" in stopped_other and "moto-sqs: not running" in stopped_other
+    assert ok(costkeeper(aws_settings, "status", run_dir=run_dir, env=embedded_env(run_dir, dynamodb_port, sqs_port)))
 
     # Where nothing runs, it says so and fails, so scripts can test it.
     empty = tmp_path / "nothing"
@@ -507,3 +594,27 @@ def test_status_reports_the_embedded_emulator(aws_settings: AwsSettings, tmp_pat
     assert stopped.returncode == 1
     assert re.search(r"dynamodb-local\s+stopped\s+port 1\s+pid -", stopped.stdout), stopped.stdout
     assert re.search(r"moto-sqs\s+stopped\s+port 2\s+pid -", stopped.stdout), stopped.stdout
+
+
+# -- --localstack -------------------------------------------------------------------------------------------------
+
+
+def test_localstack_needs_no_aws_credentials(
+    aws_settings: AwsSettings, seeded_secrets: dict[str, str], tmp_path: Path
+) -> None:
+    """On a machine with no AWS credentials at all, `--localstack` uses the dummy ones LocalStack accepts."""
+    endpoint = urlsplit(aws_settings.endpoints.get("dynamodb", ""))
+    if not endpoint.netloc:
+        pytest.skip("the session runs on AWS itself: no emulator edge to point --localstack at")
+    unset = [*ENDPOINT_VARIABLES.values(), "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"]
+    env: dict[str, str | None] = dict.fromkeys(unset)
+    env |= {
+        # The edge is the session's DynamoDB endpoint; `scan` needs nothing else.
+        "LOCALSTACK_HOST": endpoint.netloc,
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    out = ok(costkeeper(aws_settings, "--localstack", "scan", "config", run_dir=tmp_path, env=env))
+    orgs = [item["pk"] for item in map(json.loads, out.splitlines()[:-1]) if item["sk"] == "CONFIG"]
+    assert f"ORG#{SEED_ORG_ID}" in orgs, out

@@ -14,6 +14,7 @@ from cfnlint.api import lint
 from cfnlint.decode import decode_str
 
 from runtime.resources import (
+    DEFAULT_PREFIX,
     DLQ_RETENTION_S,
     MAX_RECEIVE_COUNT,
     QUEUE_RETENTION_S,
@@ -37,9 +38,14 @@ def template_text() -> str:
 
 
 @pytest.fixture(scope="module")
-def resources(template_text: str) -> dict[str, Any]:
-    template, problems = decode_str(template_text)
+def template(template_text: str) -> dict[str, Any]:
+    decoded, problems = decode_str(template_text)
     assert not problems, problems
+    return dict(decoded)
+
+
+@pytest.fixture(scope="module")
+def resources(template: dict[str, Any]) -> dict[str, Any]:
     return dict(template["Resources"])
 
 
@@ -104,6 +110,11 @@ def test_each_table_of_resources_py_is_declared_alike(resources: dict[str, Any],
         assert table["TimeToLiveSpecification"] == {"AttributeName": TTL_ATTRIBUTE, "Enabled": True}
     else:
         assert "TimeToLiveSpecification" not in table
+
+
+def test_the_default_prefix_is_the_processes_default(template: dict[str, Any]) -> None:
+    # A stack deployed with defaults names its tables as the processes do when CK_RESOURCE_PREFIX is unset.
+    assert template["Parameters"]["ResourcePrefix"]["Default"] == DEFAULT_PREFIX
 
 
 def test_no_table_beyond_resources_py(resources: dict[str, Any]) -> None:
