@@ -33,7 +33,7 @@ class ApiSettings:
     jwt_secret: str = field(repr=False)
     # None disables the provisioning endpoints (they answer 503 ADMIN_API_DISABLED).
     admin_api_key: str | None = field(repr=False)
-    # None leaves /health/deep, /metrics and /status open (behind the load balancer's rules); set, they take it.
+    # None leaves /health/deep and /metrics open (behind the load balancer's rules); set, they take it.
     ops_token: str | None = field(default=None, repr=False)
     host: str = "127.0.0.1"
     port: int = 8080
