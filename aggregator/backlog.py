@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from aggregator.commit import CheckpointStore
+from aggregator.checkpoints import CheckpointStore
 from aggregator.shards import list_shards, stream_arn_of
 from aggregator.stream_record import decode
 

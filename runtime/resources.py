@@ -74,10 +74,11 @@ def table_specs(names: ResourceNames) -> list[TableSpec]:
         TableSpec(names.aggregates_table, role="daily spend per org / app / model label / org-local day"),
         TableSpec(
             names.checkpoints_table,
-            # Shard checkpoints never expire; the Lambda aggregator's batch markers do (aggregator/commit.py).
+            # Shard checkpoints never expire. (TTL stays enabled: batch markers of an earlier Lambda aggregator
+            # expire through it.)
             ttl=True,
             has_sort_key=False,
-            role="aggregator's position in each stream shard, or its batch markers under Lambda",
+            role="how far each stream shard has been counted (both aggregator modes)",
         ),
         TableSpec(names.revoked_tokens_table, ttl=True, has_sort_key=False, role="revoked token ids until expiry"),
         TableSpec(names.one_time_secrets_table, ttl=True, has_sort_key=False, role="secrets claimable once"),

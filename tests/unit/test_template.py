@@ -28,7 +28,6 @@ TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "infra" / "deploy" / "temp
 NAMES = ResourceNames("${ResourcePrefix}")
 # Lambda's advice for SQS sources: the queue's visibility timeout is at least six times the function's timeout.
 VISIBILITY_TIMEOUT_FACTOR = 6
-STREAM_RETENTION_S = 24 * 3600
 
 
 @pytest.fixture(scope="module")
@@ -144,27 +143,19 @@ def test_worker_consumes_the_usage_queue_reporting_item_failures(resources: dict
     assert queue["VisibilityTimeout"] >= VISIBILITY_TIMEOUT_FACTOR * worker["Timeout"]
 
 
-def test_aggregator_follows_the_usage_stream_without_bisecting(resources: dict[str, Any]) -> None:
+def test_aggregator_follows_the_usage_stream_one_batch_per_shard_with_its_shard_id(resources: dict[str, Any]) -> None:
     usage_id, _ = named(resources, "AWS::DynamoDB::Table", "TableName", NAMES.usage_table)
     aggregator_id, _ = function_using(resources, "aggregator.lambda_handler.handler")
     mapping = mapping_of(resources, aggregator_id)
     assert mapping["EventSourceArn"] == {"Fn::GetAtt": [usage_id, "StreamArn"]}
+    # Nothing before the mapping's start goes uncounted: a new mapping reads everything the stream still holds.
     assert mapping["StartingPosition"] == "TRIM_HORIZON"
     assert mapping["BatchSize"] == 1000
     assert mapping["MaximumBatchingWindowInSeconds"] <= 5
-    # Batch markers are keyed by each run's first and last sequence number: a retry must carry the same records.
-    assert mapping["BisectBatchOnFunctionError"] is False
+    # Lambda names the batch's shard (`shardId`) only with a tumbling window; the guards are per shard.
+    assert 0 < mapping["TumblingWindowInSeconds"] <= 900
+    # One batch at a time per shard, in shard order: a key's applied position must never pass uncounted records.
     assert mapping["ParallelizationFactor"] == 1
-    assert "FunctionResponseTypes" not in mapping
-
-
-def test_batch_markers_outlive_the_stream_retention() -> None:
-    from aggregator.commit import MARKER_TTL_S
-
-    # A retry can carry a batch as long as its records stay in the stream; its markers must still be there.
-    assert MARKER_TTL_S > STREAM_RETENTION_S
-    checkpoints = next(s for s in table_specs(NAMES) if s.name == NAMES.checkpoints_table)
-    assert checkpoints.ttl
 
 
 def test_api_runs_on_fargate_with_its_secrets_from_secrets_manager(resources: dict[str, Any]) -> None:
@@ -222,6 +213,6 @@ def test_function_roles_touch_only_their_own_tables(resources: dict[str, Any]) -
     }
     aggregator = granted(function_using(resources, "aggregator.lambda_handler.handler")[1]["Role"]["Fn::GetAtt"][0])
     assert {t: a for t, a in aggregator.items() if t in tables.values()} == {
-        tables[NAMES.aggregates_table]: {"dynamodb:UpdateItem"},
-        tables[NAMES.checkpoints_table]: {"dynamodb:PutItem"},
+        tables[NAMES.aggregates_table]: {"dynamodb:UpdateItem", "dynamodb:GetItem"},
+        tables[NAMES.checkpoints_table]: {"dynamodb:UpdateItem", "dynamodb:GetItem"},
     }
