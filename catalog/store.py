@@ -154,6 +154,22 @@ class CatalogStore:
                 return apps
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
+    async def list_org_ids(self) -> list[str]:
+        """Every org's id (a scan of the config table: operator tooling only, never on a request path)."""
+        org_ids: list[str] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "ProjectionExpression": "pk, sk",
+            "FilterExpression": "sk = :org",
+            "ExpressionAttributeValues": {":org": {"S": "#ORG"}},
+        }
+        while True:
+            page = await self._ddb.scan(**kwargs)
+            org_ids += [item["pk"]["S"].removeprefix("ORG#") for item in page.get("Items", [])]
+            if "LastEvaluatedKey" not in page:
+                return sorted(org_ids)
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
     async def authenticate(self, principal: Principal, secret: str, now_s: int | None = None) -> bool:
         # Never cached: a rotation with no grace period must lock the old secret out at once.
         item = await self._get_item(principal_key(principal))

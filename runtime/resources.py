@@ -58,6 +58,20 @@ class ResourceNames:
         return f"{self.prefix}usage-dlq"
 
 
+# The usage table's index by org and org-local day (its key is written by aggregator/usage_record.py): what
+# `costkeeper reconcile` recomputes aggregates from. DynamoDB Local never runs TTL deletes on a table with an index.
+USAGE_DAY_INDEX = "by-org-day"
+USAGE_DAY_INDEX_KEY = "day_bucket"
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """A global secondary index: a string hash key, every attribute projected."""
+
+    name: str
+    hash_key: str
+
+
 @dataclass(frozen=True)
 class TableSpec:
     name: str
@@ -65,12 +79,20 @@ class TableSpec:
     ttl: bool = False
     has_sort_key: bool = True
     role: str = ""
+    indexes: tuple[IndexSpec, ...] = ()
 
 
 def table_specs(names: ResourceNames) -> list[TableSpec]:
     return [
         TableSpec(names.config_table, ttl=True, role="orgs, apps, hashed credentials, sticky model fallbacks"),
-        TableSpec(names.usage_table, stream=True, ttl=True, has_sort_key=False, role="one item per request_id"),
+        TableSpec(
+            names.usage_table,
+            stream=True,
+            ttl=True,
+            has_sort_key=False,
+            role="one item per request_id",
+            indexes=(IndexSpec(USAGE_DAY_INDEX, USAGE_DAY_INDEX_KEY),),
+        ),
         TableSpec(names.aggregates_table, role="daily spend per org / app / model label / org-local day"),
         TableSpec(
             names.checkpoints_table,

@@ -91,8 +91,17 @@ def test_each_table_of_resources_py_is_declared_alike(resources: dict[str, Any],
     if spec.has_sort_key:
         expected_keys.append({"AttributeName": "sk", "KeyType": "RANGE"})
         expected_attributes.append({"AttributeName": "sk", "AttributeType": "S"})
+    expected_attributes += [{"AttributeName": index.hash_key, "AttributeType": "S"} for index in spec.indexes]
     assert table["KeySchema"] == expected_keys
     assert table["AttributeDefinitions"] == expected_attributes
+    assert table.get("GlobalSecondaryIndexes", []) == [
+        {
+            "IndexName": index.name,
+            "KeySchema": [{"AttributeName": index.hash_key, "KeyType": "HASH"}],
+            "Projection": {"ProjectionType": "ALL"},
+        }
+        for index in spec.indexes
+    ]
     assert table["BillingMode"] == "PAY_PER_REQUEST"
     assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
     if spec.stream:
