@@ -19,6 +19,7 @@ from pydantic.config import JsonDict
 from catalog.price_catalog import CatalogPriced
 from catalog.profiles import InferenceProfile
 from catalog.rates import Prices, Pricing, ServiceTier, TierNotPriced
+from catalog.token_caps import TokenCaps
 
 __all__ = [
     "MAX_MODELS",
@@ -154,6 +155,8 @@ class OrgSettings(BaseModel):
     # Preference order for model selection: the first label under its quota wins.
     model_ordering: list[Slug] = Field(min_length=1, max_length=MAX_MODELS)
     daily_quotas_usd_micros: dict[Slug, UsdMicros] = Field(default_factory=dict)
+    # Tokens one event may report, per category (catalog/token_caps.py); unset: the service defaults.
+    max_tokens_per_event: TokenCaps | None = None
 
     @model_validator(mode="after")
     def _labels_are_known(self) -> OrgSettings:

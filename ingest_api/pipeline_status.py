@@ -6,6 +6,7 @@ them through here too. Each part is measured by the stage that owns it (runtime/
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -78,6 +79,7 @@ class PipelineMonitor:
         self._on_error = on_error
         self._measured_at = float("-inf")
         self._last: PipelineStatus | None = None
+        self._last_ok_at = float("-inf")
 
     async def latest(self) -> PipelineStatus | None:
         """The last successful measurement (refreshed if stale); None if none has succeeded yet."""
@@ -89,5 +91,22 @@ class PipelineMonitor:
                 self._on_error()
                 log.exception("could not refresh pipeline status")
             else:
+                self._last_ok_at = time.monotonic()
                 self._on_status(self._last)
         return self._last
+
+    async def keep_fresh(self) -> None:
+        """Measure every max_age_s until cancelled, so readers of metering_lag_s never wait for a measurement."""
+        while True:
+            await self.latest()
+            await asyncio.sleep(self._max_age_s)
+
+    def metering_lag_s(self) -> float | None:
+        """How far the aggregator was behind at the last measurement; None when none is recent (unknown).
+
+        A measurement older than three refresh periods (or the first not yet made, or the last ones failing) says
+        nothing about now: the answer is None, and model selection treats that as lagging (fail safe).
+        """
+        if self._last is None or time.monotonic() - self._last_ok_at > 3 * self._max_age_s:
+            return None
+        return self._last.lag_s + (time.monotonic() - self._last_ok_at)

@@ -41,8 +41,12 @@ class ApiSettings:
     publish_timeout_s: float = 5.0
     # How long a one-time secret link (provisioning and rotation answers) can be claimed.
     one_time_secret_ttl_s: int = 24 * 3600
-    # /metrics and /status measure the queues and the aggregator's lag at most this often.
+    # /metrics and /status measure the queues and the aggregator's lag at most this often (and at least: model
+    # selection reads the last measurement).
     metrics_refresh_s: float = 5.0
+    # Model selection answers no better than TIGHT, cached this briefly, while the counted spend lags more than this.
+    selection_max_lag_s: float = 30.0
+    selection_degraded_max_age_s: int = 10
     # Where the publisher's request counters are written as JSON on shutdown; None: nowhere.
     stats_file: Path | None = None
     # Whether a profile registration may ask Bedrock's GetInferenceProfile to confirm it (needs AWS credentials).
@@ -87,6 +91,8 @@ ENVIRONMENT: dict[str, tuple[str, Parse]] = {
     "CK_PUBLISH_TIMEOUT_S": ("publish_timeout_s", float),
     "CK_ONE_TIME_SECRET_TTL_S": ("one_time_secret_ttl_s", int),
     "CK_METRICS_REFRESH_S": ("metrics_refresh_s", float),
+    "CK_SELECTION_MAX_LAG_S": ("selection_max_lag_s", float),
+    "CK_SELECTION_DEGRADED_MAX_AGE_S": ("selection_degraded_max_age_s", int),
     "CK_API_STATS_FILE": ("stats_file", path),
     "CK_BEDROCK_PROFILE_CHECK": ("bedrock_profile_check", _flag),
 }
