@@ -51,7 +51,9 @@ def create_app(settings: ApiSettings) -> Starlette:
                 clients.sqs, queue_url, settings.publisher_max_inflight, settings.publish_timeout_s
             )
             publisher.start()
-            catalog = CatalogStore(clients.dynamodb, names.config_table, settings.catalog_cache_ttl_s)
+            catalog = CatalogStore(
+                clients.dynamodb, names.config_table, settings.catalog_cache_ttl_s, settings.price_change_notice_s
+            )
             pipeline = PipelineMonitor(
                 clients,
                 names,

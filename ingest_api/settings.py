@@ -35,6 +35,9 @@ class ApiSettings:
     # How long a "not revoked" answer is trusted before the revoked-tokens table is asked again.
     revocation_cache_ttl_s: float = 2.0
     catalog_cache_ttl_s: float = 5.0
+    # A price change takes effect this long after it is saved: longer than the worker's catalog cache plus the
+    # clock skew allowed, so an event is always priced with the prices in force at its timestamp.
+    price_change_notice_s: float = 300.0
     # SendMessageBatch calls in flight at once; while they are busy, new events gather into the next batch.
     publisher_max_inflight: int = 4
     # The longest a request waits for the queue to acknowledge its events before it is answered 503.
@@ -87,6 +90,7 @@ ENVIRONMENT: dict[str, tuple[str, Parse]] = {
     "CK_LATE_ARRIVAL_GRACE_S": ("late_arrival_grace_s", int),
     "CK_REVOCATION_CACHE_TTL_S": ("revocation_cache_ttl_s", float),
     "CK_CATALOG_CACHE_TTL_S": ("catalog_cache_ttl_s", float),
+    "CK_PRICE_CHANGE_NOTICE_S": ("price_change_notice_s", float),
     "CK_PUBLISHER_MAX_INFLIGHT": ("publisher_max_inflight", int),
     "CK_PUBLISH_TIMEOUT_S": ("publish_timeout_s", float),
     "CK_ONE_TIME_SECRET_TTL_S": ("one_time_secret_ttl_s", int),

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 DEFAULT_PREFIX = "costkeeper-"
 TTL_ATTRIBUTE = "expires_at"
 
-# Redrive after five receives: enough to ride out throttling and a restart, few enough that a poison message reaches
-# the dead-letter queue within minutes.
-MAX_RECEIVE_COUNT = 5
+# Redrive after ten receives: with the workers' back-off (workers/backoff.py) that is most of an hour of failing
+# writes, so an outage of the usage table does not send accepted usage to the dead-letter queue. Poison messages do
+# not wait for it: the worker forwards them at once.
+MAX_RECEIVE_COUNT = 10
 QUEUE_VISIBILITY_TIMEOUT_S = 30
 QUEUE_RETENTION_S = 4 * 24 * 3600
 DLQ_RETENTION_S = 14 * 24 * 3600

@@ -107,6 +107,8 @@ def pipeline_env(settings: AwsSettings, **extra: str) -> dict[str, str]:
             "CK_ADMIN_API_KEY": ADMIN_KEY,
             # Short caches keep tests that change config or revoke tokens quick; behaviour is the same.
             "CK_CATALOG_CACHE_TTL_S": "0.5",
+            # Price changes take effect after the worker's cache has seen them (production: 5 minutes).
+            "CK_PRICE_CHANGE_NOTICE_S": "1",
             "CK_WORKER_WAIT_TIME_S": "2",
             "CK_WORKER_RETRY_BASE_S": "1",
             **extra,

