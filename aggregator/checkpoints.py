@@ -8,7 +8,8 @@ source mapping past its record age). The consumer resumes from it; `costkeeper q
 aggregates' own applied positions are), so a checkpoint lost or behind only means records are read again.
 
 Item: pk = "{stream_arn}|{shard_id}", `sequence_number` (as the stream gives it, for GetShardIterator), `position`
-(the same padded, so a condition can compare it), `finished` once a closed shard is read to its end. Checkpoints
+(the same padded, so a condition can compare it), `finished` once a closed shard is read to its end, `gap_at_ms`
+and `gaps` when records after it were found trimmed before they were counted (pipeline status reports it). Checkpoints
 written before `position` existed are compared in Python and rewritten with it.
 """
 
@@ -33,6 +34,8 @@ _MAX_ATTEMPTS = 5
 class Checkpoint:
     sequence_number: str | None  # None: nothing read yet, read from TRIM_HORIZON
     finished: bool = False
+    # When a reader last found the records after this checkpoint trimmed from the stream (a gap), epoch ms.
+    gap_at_ms: int | None = None
 
     @property
     def position(self) -> str | None:
@@ -60,7 +63,22 @@ class CheckpointStore:
         if not item:
             return Checkpoint(None)
         seq = item.get("sequence_number", {}).get("S")
-        return Checkpoint(seq, bool(item.get("finished", {}).get("BOOL", False)))
+        gap = item.get("gap_at_ms", {}).get("N")
+        return Checkpoint(seq, bool(item.get("finished", {}).get("BOOL", False)), None if gap is None else int(gap))
+
+    async def record_gap(self, stream_arn: str, shard_id: str) -> None:
+        """Records after the checkpoint were trimmed before anyone counted them: say so where operators look."""
+        await self._ddb.update_item(
+            TableName=self._table,
+            Key=checkpoint_key(stream_arn, shard_id),
+            UpdateExpression="SET gap_at_ms = :now, stream_arn = :arn, shard_id = :shard ADD gaps :one",
+            ExpressionAttributeValues={
+                ":now": {"N": str(int(time.time() * 1000))},
+                ":arn": {"S": stream_arn},
+                ":shard": {"S": shard_id},
+                ":one": {"N": "1"},
+            },
+        )
 
     async def advance(self, stream_arn: str, shard_id: str, sequence_number: str) -> bool:
         """Move the shard's checkpoint to sequence_number unless it is there or beyond; True if it moved."""

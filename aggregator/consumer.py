@@ -87,14 +87,21 @@ class ShardReader:
         except self._streams.exceptions.TrimmedDataAccessException:
             if sequence_number is None:
                 raise
-            self._stats.trimmed_restarts += 1
-            log.error(
-                "shard %s: checkpoint %s is past retention; going on from the oldest record",
-                self._shard_id,
-                sequence_number,
-            )
+            await self._gap(sequence_number)
             return await self._iterator(None)
         return response.get("ShardIterator")
+
+    async def _gap(self, position: str | None) -> None:
+        """Records after `position` left the stream before they were counted: missing from the aggregates until
+        `costkeeper reconcile --repair`. Recorded on the checkpoint, where /health and the metrics see it."""
+        self._stats.trimmed_restarts += 1
+        log.error(
+            "shard %s: records after %s were trimmed before they were counted; going on from the oldest record "
+            "(run `costkeeper reconcile --repair`)",
+            self._shard_id,
+            position,
+        )
+        await self._checkpoints.record_gap(self._stream_arn, self._shard_id)
 
     async def run(self) -> bool:
         """Returns True once the shard is finished (closed and fully applied)."""
@@ -128,12 +135,7 @@ class ShardReader:
                 # records after the checkpoint outlived the stream's 24 h retention and are gone.
                 trims += 1
                 if trims > MAX_CONSECUTIVE_TRIMS:
-                    self._stats.trimmed_restarts += 1
-                    log.error(
-                        "shard %s: records after %s were trimmed; going on from the oldest record",
-                        self._shard_id,
-                        position,
-                    )
+                    await self._gap(position)
                     iterator = await self._iterator(None)
                 else:
                     iterator = await self._iterator(position)

@@ -39,7 +39,7 @@ ROUTES = [
 
 
 def create_app(settings: ApiSettings) -> Starlette:
-    metrics = ApiMetrics()
+    metrics = ApiMetrics(settings.selection_max_lag_s)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

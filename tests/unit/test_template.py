@@ -28,6 +28,7 @@ TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "infra" / "deploy" / "temp
 NAMES = ResourceNames("${ResourcePrefix}")
 # Lambda's advice for SQS sources: the queue's visibility timeout is at least six times the function's timeout.
 VISIBILITY_TIMEOUT_FACTOR = 6
+STREAM_RETENTION_S = 24 * 3600
 
 
 @pytest.fixture(scope="module")
@@ -225,3 +226,58 @@ def test_function_roles_touch_only_their_own_tables(resources: dict[str, Any]) -
         tables[NAMES.aggregates_table]: {"dynamodb:UpdateItem", "dynamodb:GetItem"},
         tables[NAMES.checkpoints_table]: {"dynamodb:UpdateItem", "dynamodb:GetItem"},
     }
+
+
+def test_a_batch_the_aggregator_cannot_apply_is_described_and_skipped_within_the_streams_retention(
+    resources: dict[str, Any],
+) -> None:
+    aggregator_id, function = function_using(resources, "aggregator.lambda_handler.handler")
+    mapping = mapping_of(resources, aggregator_id)
+    # Bounded: skipped (and missing until reconcile) rather than holding its shard until the records are trimmed.
+    assert 60 <= mapping["MaximumRecordAgeInSeconds"] < STREAM_RETENTION_S
+    failures = mapping["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][0]
+    assert resources[failures]["Type"] == "AWS::SQS::Queue"
+    granted = [
+        s
+        for logical, s in statements(resources)
+        if logical == function["Role"]["Fn::GetAtt"][0] and s["Resource"] == {"Fn::GetAtt": [failures, "Arn"]}
+    ]
+    assert [s["Action"] for s in granted] == ["sqs:SendMessage"]
+
+
+def alarms(resources: dict[str, Any]) -> list[dict[str, Any]]:
+    return [r["Properties"] for r in of_type(resources, "AWS::CloudWatch::Alarm").values()]
+
+
+@pytest.mark.parametrize(
+    ("namespace", "metric", "target"),
+    [
+        ("AWS/SQS", "ApproximateAgeOfOldestMessage", NAMES.usage_queue),
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible", NAMES.dead_letter_queue),
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "${ResourcePrefix}aggregator-failures"),
+        ("AWS/Lambda", "IteratorAge", "aggregator.lambda_handler.handler"),
+        ("AWS/Lambda", "Errors", "aggregator.lambda_handler.handler"),
+        ("AWS/Lambda", "Errors", "workers.lambda_handler.handler"),
+        ("AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", "LoadBalancer"),
+    ],
+)
+def test_each_way_usage_can_go_uncounted_has_an_alarm_on_the_alarm_topic(
+    resources: dict[str, Any], namespace: str, metric: str, target: str
+) -> None:
+    if namespace == "AWS/SQS":
+        logical, _ = named(resources, "AWS::SQS::Queue", "QueueName", target)
+        dimension = {"Name": "QueueName", "Value": {"Fn::GetAtt": [logical, "QueueName"]}}
+    elif namespace == "AWS/Lambda":
+        logical, _ = function_using(resources, target)
+        dimension = {"Name": "FunctionName", "Value": {"Ref": logical}}
+    else:
+        dimension = {"Name": "LoadBalancer", "Value": {"Fn::GetAtt": [target, "LoadBalancerFullName"]}}
+    [topic] = of_type(resources, "AWS::SNS::Topic")
+    found = [
+        a
+        for a in alarms(resources)
+        if (a["Namespace"], a["MetricName"]) == (namespace, metric) and a["Dimensions"] == [dimension]
+    ]
+    assert len(found) == 1, (namespace, metric, target)
+    assert found[0]["AlarmActions"] == [{"Ref": topic}]
+    assert found[0]["TreatMissingData"] == "notBreaching"
