@@ -17,7 +17,7 @@ import pytest
 from infra import emulator
 from infra.resource_setup import clear_usage, ensure_resources
 from runtime.aws import ENDPOINT_VARIABLES, AwsSettings
-from tests.integration.harness import REPO, Pipeline, api_client, pipeline_env, wait_idle
+from tests.integration.harness import REPO, Pipeline, api_client, drop_resources, pipeline_env, wait_idle
 
 
 @pytest.fixture(scope="session")
@@ -44,6 +44,13 @@ def aws_settings() -> Iterator[AwsSettings]:
     yield settings
     if started is not None:
         emulator.stop(started, report=lambda m: None)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def side_deployments_dropped(aws_settings: AwsSettings) -> Iterator[None]:
+    """Tables and queues a module made beside the session's (under the session prefix) go when it is done."""
+    yield
+    drop_resources(aws_settings, keep=aws_settings.names)
 
 
 @pytest.fixture(scope="session")

@@ -10,25 +10,22 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from infra.resource_setup import ensure_resources
 from runtime.aws import AwsSettings
-from runtime.resources import ResourceNames
 from tests.integration.harness import (
     ADMIN_KEY,
     Pipeline,
     api_client,
     eventually,
     org_settings,
-    pipeline_env,
     price,
     provision,
+    side_pipeline,
     usage,
     wait_idle,
 )
@@ -39,16 +36,10 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def sweeping(aws_settings: AwsSettings, log_dir: Path) -> Iterator[Pipeline]:
-    settings = replace(aws_settings, names=ResourceNames(f"{aws_settings.names.prefix}dlq-{uuid.uuid4().hex[:4]}-"))
-    ensure_resources(settings, report=lambda m: None)
-    env = pipeline_env(settings, CK_WORKER_REDRIVE_INTERVAL_S="1")
-    pipeline = Pipeline(settings, env, log_dir / settings.names.prefix.rstrip("-"))
-    pipeline.log_dir.mkdir(parents=True, exist_ok=True)
-    pipeline.start()
-    try:
+    with side_pipeline(
+        aws_settings, log_dir, "dlq", ("api", "worker", "aggregator"), CK_WORKER_REDRIVE_INTERVAL_S="1"
+    ) as pipeline:
         yield pipeline
-    finally:
-        pipeline.stop()
 
 
 def queued(org_id: str, app_id: str, label: str, input_tokens: int) -> UsageEvent:

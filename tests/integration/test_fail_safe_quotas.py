@@ -6,23 +6,17 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from aggregator.usage_record import UsageRecord
 from catalog.token_caps import DEFAULT_TOKEN_CAPS
-from catalog.token_counts import TokenCounts
-from infra.resource_setup import ensure_resources
 from runtime.aws import AwsSettings
-from runtime.resources import ResourceNames
 from tests.integration.harness import (
     ADMIN_KEY,
     Pipeline,
@@ -30,9 +24,10 @@ from tests.integration.harness import (
     api_client,
     eventually,
     org_settings,
-    pipeline_env,
     price,
     provision,
+    side_pipeline,
+    uncounted_usage_item,
     usage,
 )
 
@@ -77,35 +72,10 @@ def test_an_event_over_its_orgs_token_caps_is_refused_422_and_an_org_can_raise_t
 @pytest.fixture
 def lagging(aws_settings: AwsSettings, log_dir: Path) -> Iterator[Pipeline]:
     """An API on a prefix of its own with no worker and no aggregator yet: nothing counts what reaches the stream."""
-    settings = replace(aws_settings, names=ResourceNames(f"{aws_settings.names.prefix}lag-{uuid.uuid4().hex[:4]}-"))
-    ensure_resources(settings, report=lambda m: None)
-    env = pipeline_env(settings, CK_METRICS_REFRESH_S="0.5", CK_SELECTION_MAX_LAG_S="3")
-    pipeline = Pipeline(settings, env, log_dir / settings.names.prefix.rstrip("-"))
-    pipeline.log_dir.mkdir(parents=True, exist_ok=True)
-    pipeline.start("api")
-    try:
+    with side_pipeline(
+        aws_settings, log_dir, "lag", ("api",), CK_METRICS_REFRESH_S="0.5", CK_SELECTION_MAX_LAG_S="3"
+    ) as pipeline:
         yield pipeline
-    finally:
-        pipeline.stop()
-
-
-def stale_usage(tenant: Tenant, written_ago_s: float) -> dict[str, Any]:
-    now_ms = int(time.time() * 1000)
-    record = UsageRecord(
-        org_id=tenant.org_id,
-        app_id=tenant.app_id,
-        request_id=str(uuid.uuid4()),
-        model_label="premium",
-        bedrock_model_id="anthropic.claude-sonnet",
-        timestamp=datetime.now(UTC),
-        org_timezone="UTC",
-        tokens=TokenCounts(input_tokens=1000),
-        cost_usd_micros=3000,
-        price_version=1,
-        accepted_at_ms=now_ms - int(written_ago_s * 1000),
-        written_at_ms=now_ms - int(written_ago_s * 1000),
-    )
-    return record.to_item()
 
 
 def test_selection_answers_tight_with_a_short_cache_while_the_aggregator_lags(lagging: Pipeline) -> None:
@@ -117,7 +87,8 @@ def test_selection_answers_tight_with_a_short_cache_while_the_aggregator_lags(la
         assert (r.json()["mode"], r.headers["Cache-Control"]) == ("NORMAL", "private, max-age=300")
 
         # Usage the aggregator has not counted, written 20 s ago: the spend read is at least that old.
-        lagging.settings.dynamodb().put_item(TableName=lagging.settings.names.usage_table, Item=stale_usage(tenant, 20))
+        stale = uncounted_usage_item(tenant.org_id, tenant.app_id, written_ago_ms=20_000)
+        lagging.settings.dynamodb().put_item(TableName=lagging.settings.names.usage_table, Item=stale)
 
         def selection(degraded: bool) -> httpx.Response | None:
             answer = http.get(path, headers=headers)

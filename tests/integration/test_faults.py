@@ -37,12 +37,13 @@ from infra import emulator
 from infra.processes import PipelineProcess
 from infra.resource_setup import ensure_resources, scan_items
 from runtime.aws import AwsSettings
-from runtime.resources import ResourceNames, table_specs
+from runtime.resources import ResourceNames
 from tests.integration.harness import (
     REPO,
     Pipeline,
     Tenant,
     api_client,
+    drop_resources,
     org_settings,
     pipeline_env,
     price,
@@ -271,17 +272,6 @@ def set_visibility_timeout(settings: AwsSettings, seconds: int) -> None:
 def create_resources(settings: AwsSettings) -> None:
     ensure_resources(settings, report=lambda m: None)
     set_visibility_timeout(settings, VISIBILITY_TIMEOUT_S)
-
-
-def drop_resources(settings: AwsSettings) -> None:
-    """Tables and queues of a finished test go, so a shared LocalStack does not fill up with them."""
-    ddb, sqs = settings.dynamodb(), settings.sqs()
-    for spec in table_specs(settings.names):
-        with contextlib.suppress(ddb.exceptions.ResourceNotFoundException):
-            ddb.delete_table(TableName=spec.name)
-    for name in (settings.names.usage_queue, settings.names.dead_letter_queue):
-        with contextlib.suppress(sqs.exceptions.QueueDoesNotExist):
-            sqs.delete_queue(QueueUrl=sqs.get_queue_url(QueueName=name)["QueueUrl"])
 
 
 def fault_log_dir(settings: AwsSettings) -> Path:

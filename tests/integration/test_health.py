@@ -7,11 +7,8 @@ stream gap a reader recorded, records nobody counts) and reads /health and /metr
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,28 +18,18 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from aggregator.checkpoints import CheckpointStore
 from aggregator.shards import list_shards, stream_arn_of
-from aggregator.usage_record import UsageRecord
-from catalog.token_counts import TokenCounts
-from infra.resource_setup import ensure_resources
 from runtime.aws import AwsSettings, open_async_clients
-from runtime.resources import ResourceNames
-from tests.integration.harness import Pipeline, eventually, pipeline_env
+from tests.integration.harness import Pipeline, eventually, side_pipeline, uncounted_usage_item
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def watched(aws_settings: AwsSettings, log_dir: Path) -> Iterator[Pipeline]:
-    settings = replace(aws_settings, names=ResourceNames(f"{aws_settings.names.prefix}hl-{uuid.uuid4().hex[:4]}-"))
-    ensure_resources(settings, report=lambda m: None)
-    env = pipeline_env(settings, CK_METRICS_REFRESH_S="0.2", CK_SELECTION_MAX_LAG_S="2")
-    pipeline = Pipeline(settings, env, log_dir / settings.names.prefix.rstrip("-"))
-    pipeline.log_dir.mkdir(parents=True, exist_ok=True)
-    pipeline.start("api")
-    try:
+    with side_pipeline(
+        aws_settings, log_dir, "hl", ("api",), CK_METRICS_REFRESH_S="0.2", CK_SELECTION_MAX_LAG_S="2"
+    ) as pipeline:
         yield pipeline
-    finally:
-        pipeline.stop()
 
 
 def health(base_url: str) -> dict[str, Any]:
@@ -62,24 +49,6 @@ def degraded_gauges(base_url: str) -> dict[str, float]:
             elif sample.name == "ck_stream_gaps":
                 found["gaps"] = sample.value
     return found
-
-
-def uncounted_usage(written_ago_ms: int) -> dict[str, Any]:
-    now_ms = int(time.time() * 1000)
-    return UsageRecord(
-        org_id=str(uuid.uuid4()),
-        app_id="app-one",
-        request_id=str(uuid.uuid4()),
-        model_label="premium",
-        bedrock_model_id="anthropic.claude-sonnet",
-        timestamp=datetime.now(UTC),
-        org_timezone="UTC",
-        tokens=TokenCounts(input_tokens=1),
-        cost_usd_micros=3,
-        price_version=1,
-        accepted_at_ms=now_ms - written_ago_ms,
-        written_at_ms=now_ms - written_ago_ms,
-    ).to_item()
 
 
 def record_gap(settings: AwsSettings) -> None:
@@ -117,7 +86,8 @@ def test_dead_letters_stream_gaps_and_lag_turn_health_degraded_and_show_in_the_m
 
     # A usage item nobody counts (no aggregator) written a minute ago: lag past the bound. And a reader found
     # records trimmed before it counted them: a gap.
-    settings.dynamodb().put_item(TableName=settings.names.usage_table, Item=uncounted_usage(written_ago_ms=60_000))
+    uncounted = uncounted_usage_item(str(uuid.uuid4()), "app-one", written_ago_ms=60_000)
+    settings.dynamodb().put_item(TableName=settings.names.usage_table, Item=uncounted)
     record_gap(settings)
     body = eventually(lambda: reasons(3), timeout_s=15)
     assert body["status"] == "degraded"

@@ -8,7 +8,6 @@ it. Afterwards every aggregate equals the exact sum of what the API accepted (ex
 
 from __future__ import annotations
 
-import contextlib
 import random
 import secrets
 import subprocess
@@ -27,11 +26,12 @@ import pytest
 from aggregator.aggregates import AggregateKey, day_partition, parse_sort_key
 from infra.resource_setup import ensure_resources
 from runtime.aws import AwsSettings
-from runtime.resources import USAGE_DAY_INDEX, ResourceNames, table_specs
+from runtime.resources import USAGE_DAY_INDEX, ResourceNames
 from tests.integration.harness import (
     REPO,
     Pipeline,
     Tenant,
+    drop_resources,
     eventually,
     org_settings,
     price,
@@ -199,10 +199,4 @@ def test_init_adds_the_day_index_to_a_usage_table_made_before_it(aws_settings: A
         indexes = ddb.describe_table(TableName=usage_table)["Table"]["GlobalSecondaryIndexes"]
         assert [(i["IndexName"], i["IndexStatus"]) for i in indexes] == [(USAGE_DAY_INDEX, "ACTIVE")]
     finally:
-        for spec in table_specs(settings.names):
-            with contextlib.suppress(ddb.exceptions.ResourceNotFoundException):
-                ddb.delete_table(TableName=spec.name)
-        sqs = settings.sqs()
-        for name in (settings.names.usage_queue, settings.names.dead_letter_queue):
-            with contextlib.suppress(sqs.exceptions.QueueDoesNotExist):
-                sqs.delete_queue(QueueUrl=sqs.get_queue_url(QueueName=name)["QueueUrl"])
+        drop_resources(settings)
