@@ -21,10 +21,10 @@ async def main(settings: AggregatorSettings) -> None:
         await aggregator.run()
         stats = aggregator.stats
         logging.getLogger("aggregator").info(
-            "stopped: %d records read, %d usage applied, %d transactions, %d aggregate writes",
+            "stopped: %d records read, %d usage applied, %d batches, %d aggregate writes",
             stats.records_read,
             stats.usage_applied,
-            stats.transactions,
+            stats.batches,
             stats.aggregate_writes,
         )
         if settings.stats_file is not None:
@@ -35,10 +35,11 @@ def stats_document(stats: AggregatorStats) -> dict[str, object]:
     return {
         "records_read": stats.records_read,
         "usage_applied": stats.usage_applied,
-        "transactions": stats.transactions,
+        "batches": stats.batches,
         "aggregate_writes": stats.aggregate_writes,
         "checkpoint_writes": stats.checkpoint_writes,
         "replays_skipped": stats.replays_skipped,
+        "refused_updates": stats.refused_updates,
         "errors": stats.errors,
         "trimmed_restarts": stats.trimmed_restarts,
         "end_to_end_lag_ms": stats.end_to_end_lag.summary(),

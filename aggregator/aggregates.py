@@ -8,6 +8,15 @@ a begins_with on sk narrows it to one app. Counters are `cost_usd_micros` and it
 (`{category}_cost_usd_micros`, summing to it), the tokens of each category (TokenCounts' field names),
 `request_count` and `error_count` (calls that reported status ERROR), each moved only by ADD; a counter missing from
 an item reads as 0, so an aggregate written before a counter existed reads alike.
+
+Exactly once (schema_version 2): the aggregator's update names the stream records it counts, one shard's records of
+this key from a first to a last position (aggregator/stream_record.py position), and is conditional on the item's
+`applied#{shard_id}`, the last position of that shard already counted here, being below the first; it sets it to the
+last. Readers of one shard go in shard order, so whatever replays a record (a retried or differently bounded Lambda
+batch, a new mapping from TRIM_HORIZON, a restarted reader, the Lambda and the long-running aggregator at once) finds
+it counted and skips it. `revision` counts the item's updates, so a repair (aggregator/reconcile.py) can be made
+conditional on nothing having been applied since it looked. Version 1 (no schema_version) had neither; it reads alike,
+and its first guarded update adds them.
 """
 
 from __future__ import annotations
@@ -27,16 +36,22 @@ __all__ = [
     "COUNTERS",
     "AggregateKey",
     "AggregateReader",
+    "AggregateState",
     "DaySpend",
+    "Guard",
     "Totals",
     "aggregate_update",
     "app_prefix",
+    "applied_attribute",
     "day_partition",
     "org_local_day",
     "parse_sort_key",
     "read_day",
 ]
 
+SCHEMA_VERSION = 2
+APPLIED_PREFIX = "applied#"
+REVISION = "revision"
 COST = "cost_usd_micros"
 # Day partitions read at once by a multi-day read: enough to hide round trips, few enough that one range read (up to
 # a quarter of a year) or one dashboard cannot flood the table.
@@ -170,26 +185,120 @@ class Totals:
         return cls.of(**{name: int(item[name]["N"]) for name in COUNTERS if name in item})
 
 
-def aggregate_update(table: str, key: AggregateKey, totals: Totals, now_ms: str) -> dict[str, Any]:
-    """The Update of one transaction item: ADD every counter, SET the key's parts for readers of the raw item."""
+def applied_attribute(shard_id: str) -> str:
+    """The attribute holding the last position of a shard counted in an aggregate."""
+    return f"{APPLIED_PREFIX}{shard_id}"
+
+
+@dataclass(frozen=True)
+class Guard:
+    """The stream records an update counts: this key's records of one shard, from first to last position."""
+
+    shard_id: str
+    first_position: str
+    last_position: str
+
+
+def _key_parts(key: AggregateKey, now_ms: str) -> tuple[str, dict[str, Any]]:
+    expression = (
+        "org_id = :org, app_id = :app, model_label = :label, #day = :day, updated_at_ms = :now, schema_version = :v"
+    )
+    values = {
+        ":org": {"S": key.org_id},
+        ":app": {"S": key.app_id},
+        ":label": {"S": key.model_label},
+        ":day": {"S": key.day},
+        ":now": {"N": now_ms},
+        ":v": {"N": str(SCHEMA_VERSION)},
+    }
+    return expression, values
+
+
+def aggregate_update(
+    table: str, key: AggregateKey, totals: Totals, now_ms: str, guard: Guard | None = None
+) -> dict[str, Any]:
+    """UpdateItem arguments: ADD every counter, SET the key's parts for readers of the raw item.
+
+    With a guard, the update applies only if none of its records was counted before, and records the last one; a
+    refused update returns the item as it is (ReturnValuesOnConditionCheckFailure), so the caller sees how far it got.
+    """
     counters = totals.as_dict()
     values = {f":{name}": {"N": str(value)} for name, value in counters.items()}
     adds = ", ".join(f"{name} :{name}" for name in counters)
-    return {
+    sets, key_values = _key_parts(key, now_ms)
+    update: dict[str, Any] = {
         "TableName": table,
         "Key": key.item_key(),
-        "UpdateExpression": f"ADD {adds} SET org_id = :org, app_id = :app, model_label = :label, #day = :day, "
-        "updated_at_ms = :now",
-        "ExpressionAttributeNames": {"#day": "day"},
-        "ExpressionAttributeValues": {
-            **values,
-            ":org": {"S": key.org_id},
-            ":app": {"S": key.app_id},
-            ":label": {"S": key.model_label},
-            ":day": {"S": key.day},
-            ":now": {"N": now_ms},
-        },
+        "UpdateExpression": f"ADD {adds}, #rev :one SET {sets}",
+        "ExpressionAttributeNames": {"#day": "day", "#rev": REVISION},
+        "ExpressionAttributeValues": {**values, **key_values, ":one": {"N": "1"}},
     }
+    if guard is not None:
+        update["UpdateExpression"] += ", #applied = :last"
+        update["ConditionExpression"] = "attribute_not_exists(#applied) OR #applied < :first"
+        update["ExpressionAttributeNames"]["#applied"] = applied_attribute(guard.shard_id)
+        update["ExpressionAttributeValues"][":first"] = {"S": guard.first_position}
+        update["ExpressionAttributeValues"][":last"] = {"S": guard.last_position}
+        update["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+    return update
+
+
+@dataclass(frozen=True)
+class AggregateState:
+    """An aggregate item as its writers see it: the counters, and how far each shard's records are counted in them."""
+
+    totals: Totals
+    applied: dict[str, str]  # shard id -> last position counted
+    revision: int | None  # None: no item (or one written before revisions were counted)
+    exists: bool = True
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any] | None) -> AggregateState:
+        if not item:
+            return cls(Totals(), {}, None, exists=False)
+        applied = {
+            name.removeprefix(APPLIED_PREFIX): str(value["S"])
+            for name, value in item.items()
+            if name.startswith(APPLIED_PREFIX)
+        }
+        revision = int(item[REVISION]["N"]) if REVISION in item else None
+        return cls(Totals.from_item(item), applied, revision)
+
+
+def aggregate_reset(
+    table: str, key: AggregateKey, seen: AggregateState, totals: Totals, applied: Mapping[str, str], now_ms: str
+) -> dict[str, Any]:
+    """UpdateItem arguments that set an aggregate's counters to totals and its applied positions to `applied`.
+
+    Conditional on the item still being what `seen` describes (its revision, or its absence): if the aggregator
+    counted anything in the meantime, the reset is refused and must be recomputed.
+    """
+    counters = totals.as_dict()
+    names: dict[str, str] = {"#day": "day", "#rev": REVISION}
+    values: dict[str, Any] = {f":{name}": {"N": str(value)} for name, value in counters.items()}
+    sets = [f"{name} = :{name}" for name in counters]
+    for i, (shard_id, last) in enumerate(sorted(applied.items())):
+        names[f"#a{i}"] = applied_attribute(shard_id)
+        values[f":a{i}"] = {"S": last}
+        sets.append(f"#a{i} = :a{i}")
+    key_sets, key_values = _key_parts(key, now_ms)
+    values.update(key_values)
+    values[":one"] = {"N": "1"}
+    update: dict[str, Any] = {
+        "TableName": table,
+        "Key": key.item_key(),
+        "UpdateExpression": f"SET {', '.join(sets)}, {key_sets} ADD #rev :one",
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": values,
+    }
+    if not seen.exists:
+        update["ConditionExpression"] = "attribute_not_exists(pk)"
+    elif seen.revision is None:
+        update["ConditionExpression"] = "attribute_exists(pk) AND attribute_not_exists(#rev)"
+    else:
+        update["ConditionExpression"] = "#rev = :seen"
+        values[":seen"] = {"N": str(seen.revision)}
+    return update
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """Following every shard of the usage table's stream, each from its checkpoint.
 
 A shard is read only once its parent is finished, so a key's records are applied in order across shard splits.
-Each GetRecords batch is rolled up and committed with the checkpoint (see commit.py); on any doubt about the position
-(an error, an expired iterator, a checkpoint moved by someone else) the reader starts again from the checkpoint.
+Each GetRecords batch is counted by apply.py, whose guards make it exactly-once however often a batch is read, then
+the checkpoint moves past it (checkpoints.py). On any doubt about the position (an error, an expired iterator) the
+reader starts again from the checkpoint: at worst it reads records again, and they are skipped.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from aggregator.commit import MAX_AGGREGATES_PER_TRANSACTION, CheckpointMoved, CheckpointStore
+from aggregator.apply import AggregateApplier
+from aggregator.checkpoints import CheckpointStore
 from aggregator.lag import LagHistogram
-from aggregator.rollup import chunk_by_keys, rollup
 from aggregator.settings import AggregatorSettings
 from aggregator.shards import list_shards, stream_arn_of
 from aggregator.stream_record import StreamRecord, decode_all
@@ -34,11 +35,14 @@ MAX_CONSECUTIVE_TRIMS = 3
 class AggregatorStats:
     records_read: int = 0
     usage_applied: int = 0
-    transactions: int = 0
+    # GetRecords batches counted (each: one guarded update per aggregate key, then the checkpoint).
+    batches: int = 0
     aggregate_writes: int = 0
-    # Checkpoint items written: one inside each transaction, plus one when a closed shard is marked finished.
+    # Checkpoint updates: one after each batch, plus one when a closed shard is marked finished.
     checkpoint_writes: int = 0
+    # (record, key) steps found counted already (a replay) and skipped, and updates their guard refused.
     replays_skipped: int = 0
+    refused_updates: int = 0
     errors: int = 0
     trimmed_restarts: int = 0
     malformed_records: int = 0
@@ -56,6 +60,7 @@ class ShardReader:
         settings: AggregatorSettings,
         streams: DynamoDBStreamsClient,
         checkpoints: CheckpointStore,
+        applier: AggregateApplier,
         stream_arn: str,
         shard_id: str,
         stats: AggregatorStats,
@@ -64,6 +69,7 @@ class ShardReader:
         self._settings = settings
         self._streams = streams
         self._checkpoints = checkpoints
+        self._applier = applier
         self._stream_arn = stream_arn
         self._shard_id = shard_id
         self._stats = stats
@@ -81,22 +87,27 @@ class ShardReader:
         except self._streams.exceptions.TrimmedDataAccessException:
             if sequence_number is None:
                 raise
-            self._stats.trimmed_restarts += 1
-            log.error(
-                "shard %s: checkpoint %s is past retention; going on from the oldest record",
-                self._shard_id,
-                sequence_number,
-            )
+            await self._gap(sequence_number)
             return await self._iterator(None)
         return response.get("ShardIterator")
+
+    async def _gap(self, position: str | None) -> None:
+        """Records after `position` left the stream before they were counted: missing from the aggregates until
+        `costkeeper reconcile --repair`. Recorded on the checkpoint, where /health and the metrics see it."""
+        self._stats.trimmed_restarts += 1
+        log.error(
+            "shard %s: records after %s were trimmed before they were counted; going on from the oldest record "
+            "(run `costkeeper reconcile --repair`)",
+            self._shard_id,
+            position,
+        )
+        await self._checkpoints.record_gap(self._stream_arn, self._shard_id)
 
     async def run(self) -> bool:
         """Returns True once the shard is finished (closed and fully applied)."""
         while not self._stopping.is_set():
             try:
                 return await self._read_from_checkpoint()
-            except CheckpointMoved as exc:
-                log.info("%s; re-reading from the stored checkpoint", exc)
             except Exception:
                 self._stats.errors += 1
                 log.exception("shard %s: error; retrying from checkpoint", self._shard_id)
@@ -124,12 +135,7 @@ class ShardReader:
                 # records after the checkpoint outlived the stream's 24 h retention and are gone.
                 trims += 1
                 if trims > MAX_CONSECUTIVE_TRIMS:
-                    self._stats.trimmed_restarts += 1
-                    log.error(
-                        "shard %s: records after %s were trimmed; going on from the oldest record",
-                        self._shard_id,
-                        position,
-                    )
+                    await self._gap(position)
                     iterator = await self._iterator(None)
                 else:
                     iterator = await self._iterator(position)
@@ -145,7 +151,7 @@ class ShardReader:
                 await _sleep_unless(self._stopping, self._settings.idle_poll_s)
         if iterator is None:
             # Closed and read to the end: its children may start.
-            await self._checkpoints.mark_finished(self._stream_arn, self._shard_id, position)
+            await self._checkpoints.mark_finished(self._stream_arn, self._shard_id)
             self._stats.checkpoint_writes += 1
             log.info("shard %s finished", self._shard_id)
             return True
@@ -163,19 +169,16 @@ class ShardReader:
                 len(skipped),
                 skipped[0].raw.get("dynamodb", {}).get("Keys"),
             )
-        for run in chunk_by_keys(records, MAX_AGGREGATES_PER_TRANSACTION):
-            last = run[-1].sequence_number
-            deltas = rollup(run)
-            await self._checkpoints.commit(
-                self._stream_arn, self._shard_id, position, last, deltas, self._settings.aws.names.aggregates_table
-            )
-            position = last
-            self._stats.transactions += 1
-            self._stats.aggregate_writes += len(deltas)
+        outcome = await self._applier.apply(self._shard_id, records)
+        last = records[-1].sequence_number
+        if await self._checkpoints.advance(self._stream_arn, self._shard_id, last):
             self._stats.checkpoint_writes += 1
-            self._note_applied(run)
-        assert position is not None
-        return position
+        self._stats.batches += 1
+        self._stats.aggregate_writes += outcome.aggregate_writes
+        self._stats.replays_skipped += outcome.records_skipped
+        self._stats.refused_updates += outcome.refused_updates
+        self._note_applied(records)
+        return last
 
     def _note_applied(self, run: list[StreamRecord]) -> None:
         now_ms = int(time.time() * 1000)
@@ -206,6 +209,7 @@ class Aggregator:
         self._ddb = ddb
         self._streams = streams
         self._checkpoints = CheckpointStore(ddb, settings.aws.names.checkpoints_table)
+        self._applier = AggregateApplier(ddb, settings.aws.names.aggregates_table)
         self.stats = stats or AggregatorStats()
         self.stopping = asyncio.Event()
 
@@ -249,6 +253,7 @@ class Aggregator:
                         self._settings,
                         self._streams,
                         self._checkpoints,
+                        self._applier,
                         stream_arn,
                         shard_id,
                         self.stats,

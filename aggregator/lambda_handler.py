@@ -1,20 +1,20 @@
 """The aggregator as a Lambda function: a DynamoDB Streams event source mapping on the usage table.
 
-Exactly once under Lambda's retries. The mapping keeps the shard position and retries a failed batch with the same
-records until it succeeds (or the records leave the stream after 24 h), so a batch may be applied in part, then
-again in full. The batch is rolled up in runs of at most MAX_AGGREGATES_PER_TRANSACTION aggregate keys
-(rollup.chunk_by_keys), and each run commits in one TransactWriteItems together with a batch marker keyed by
-(eventSourceARN, first SequenceNumber, last SequenceNumber) that is put only if absent (commit.BatchMarkers). A run
-whose marker exists was applied by an earlier attempt and is skipped; any other error propagates, and Lambda retries
-the same batch.
+Exactly once under anything Lambda does. Each batch is counted by apply.py: every aggregate key's records become
+one update guarded by the item's applied position for the batch's shard, so a record counted once is skipped by
+every later delivery, whatever its batch bounds: a retry of a partly applied batch, a bisected or resized batch, a
+new mapping reading from TRIM_HORIZON, the long-running aggregator reading the same shard. Then the shard's
+checkpoint moves past the batch (checkpoints.py), for lag figures and `costkeeper reconcile`.
 
-This relies on a retry carrying the same records, so that it is cut into the same runs:
-- BisectBatchOnFunctionError must stay off. A bisected retry starts a run in the middle of a committed one; its
-  marker key is new, and the records it shares with the committed run would count twice.
-- ParallelizationFactor stays 1: with more, a shard's records are spread over concurrent batches by key, and AWS
-  does not document that a retry keeps the same grouping.
-- The handler never reports batch item failures: a retry from a reported record would also start mid-run.
-infra/deploy/template.yaml sets the mapping up this way; tests/unit/test_template.py checks it.
+What it relies on, and infra/deploy/template.yaml sets (tests/unit/test_template.py checks):
+- The shard id. Lambda's DynamoDB event names it only with a tumbling window (`shardId`), so the mapping has
+  TumblingWindowInSeconds; the function then answers with the (empty) window state Lambda requires. An event
+  without a shard id is refused rather than counted under a guess.
+- One batch at a time per shard, in shard order: ParallelizationFactor 1. (With more, Lambda keeps order only per
+  item, and a key's later records could move its applied position past earlier ones not yet counted.)
+- StartingPosition TRIM_HORIZON: a reader must not start past records nobody counted.
+A batch that keeps failing is retried until MaximumRecordAgeInSeconds, then described to the on-failure
+destination and skipped; those records are then missing from the aggregates until `costkeeper reconcile --repair`.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
-from aggregator.commit import MAX_AGGREGATES_PER_TRANSACTION, BatchMarkers
-from aggregator.rollup import chunk_by_keys, rollup
+from aggregator.apply import AggregateApplier, ApplyOutcome
+from aggregator.checkpoints import CheckpointStore
 from aggregator.settings import AggregatorSettings
 from aggregator.stream_record import decode_all
 from runtime.aws import open_async_clients
@@ -34,62 +34,61 @@ from runtime.lambda_container import ContainerState
 log = logging.getLogger("aggregator")
 
 
+class ShardNotNamed(ValueError):
+    """A stream event without `shardId`: the mapping has no tumbling window, and the records cannot be guarded."""
+
+
 @dataclass(frozen=True)
 class StreamTarget:
-    markers: BatchMarkers
-    aggregates_table: str
-
-
-@dataclass
-class BatchOutcome:
-    runs_applied: int = 0
-    runs_skipped: int = 0  # committed by an earlier attempt of the same batch
-    aggregate_writes: int = 0
+    applier: AggregateApplier
+    checkpoints: CheckpointStore
 
 
 async def _open(stack: AsyncExitStack) -> StreamTarget:
     settings = AggregatorSettings.from_env()
     clients = await stack.enter_async_context(open_async_clients(settings.aws))
     names = settings.aws.names
-    return StreamTarget(BatchMarkers(clients.dynamodb, names.checkpoints_table), names.aggregates_table)
+    return StreamTarget(
+        AggregateApplier(clients.dynamodb, names.aggregates_table),
+        CheckpointStore(clients.dynamodb, names.checkpoints_table),
+    )
 
 
 container: ContainerState[StreamTarget] = ContainerState(_open)
 
 
-async def apply_records(target: StreamTarget, records: list[dict[str, Any]]) -> BatchOutcome:
-    outcome = BatchOutcome()
+async def apply_event(target: StreamTarget, event: dict[str, Any]) -> ApplyOutcome:
+    records: list[dict[str, Any]] = event.get("Records", [])
     if not records:
-        return outcome
+        return ApplyOutcome()  # a window's final invocation may carry none
+    shard_id = event.get("shardId")
+    if not shard_id:
+        raise ShardNotNamed("the event names no shardId: the event source mapping needs TumblingWindowInSeconds")
     arns = {r["eventSourceARN"] for r in records}
     if len(arns) != 1:
         raise ValueError(f"one batch comes from one stream shard, got records of {sorted(arns)}")
     [stream_arn] = arns
-    for run in chunk_by_keys(decode_all(records), MAX_AGGREGATES_PER_TRANSACTION):
-        deltas = rollup(run)
-        if not deltas:
-            continue  # only removals: nothing to apply, so nothing to guard
-        first, last = run[0].sequence_number, run[-1].sequence_number
-        if await target.markers.commit(stream_arn, first, last, deltas, target.aggregates_table):
-            outcome.runs_applied += 1
-            outcome.aggregate_writes += len(deltas)
-        else:
-            outcome.runs_skipped += 1
-            log.info("run %s..%s was applied by an earlier attempt; skipped", first, last)
+    decoded = decode_all(records)
+    malformed = sum(r.malformed for r in decoded)
+    if malformed:
+        log.error("%d stream record(s) are not usage items and count for nothing", malformed)
+    outcome = await target.applier.apply(shard_id, decoded)
+    await target.checkpoints.advance(stream_arn, shard_id, decoded[-1].sequence_number)
     return outcome
 
 
-def handler(event: dict[str, Any], context: Any) -> None:
-    records: list[dict[str, Any]] = event.get("Records", [])
-
-    async def work(target: StreamTarget) -> BatchOutcome:
-        return await apply_records(target, records)
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    async def work(target: StreamTarget) -> ApplyOutcome:
+        return await apply_event(target, event)
 
     outcome = container.run(work)
     log.info(
-        "%d records: %d runs applied (%d aggregate writes), %d runs skipped",
-        len(records),
-        outcome.runs_applied,
+        "shard %s, %d records: %d aggregate writes, %d (record, key) steps counted, %d skipped as counted before",
+        event.get("shardId"),
+        len(event.get("Records", [])),
         outcome.aggregate_writes,
-        outcome.runs_skipped,
+        outcome.records_counted,
+        outcome.records_skipped,
     )
+    # A function on a tumbling window must answer with its state, or Lambda counts the invocation as failed.
+    return {"state": {}, "batchItemFailures": []}

@@ -1,11 +1,16 @@
-"""Rolling decoded stream records into per-key deltas, and cutting them into runs that fit a transaction. Pure."""
+"""Rolling decoded stream records into per-key deltas, and into per-key runs that an update can guard. Pure."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
-from aggregator.aggregates import AggregateKey, Totals
+from aggregator.aggregates import AggregateKey, Guard, Totals
 from aggregator.stream_record import StreamRecord
+
+
+class OutOfOrderRecords(ValueError):
+    """A shard's records did not come in increasing position: counting them could skip or repeat some."""
 
 
 def rollup(records: Iterable[StreamRecord]) -> dict[AggregateKey, Totals]:
@@ -16,24 +21,53 @@ def rollup(records: Iterable[StreamRecord]) -> dict[AggregateKey, Totals]:
     return {key: totals for key, totals in deltas.items() if not totals.is_zero()}
 
 
-def chunk_by_keys(records: list[StreamRecord], max_keys: int) -> list[list[StreamRecord]]:
-    """Split records, in stream order, into runs that each touch at most max_keys aggregate keys.
+@dataclass(frozen=True)
+class Step:
+    """What one stream record moves on one aggregate key."""
 
-    Each run is committed in one transaction together with its guard (checkpoint or marker), so a transaction's
-    item limit never forces a run to be split in a way that breaks exactly-once.
+    position: str
+    delta: Totals
+
+
+@dataclass(frozen=True)
+class KeyRun:
+    """The records of one shard that touch one aggregate key, in shard order: one guarded update."""
+
+    key: AggregateKey
+    steps: tuple[Step, ...]
+
+    def after(self, applied: str | None) -> KeyRun:
+        """The steps not counted yet, when the aggregate has counted this shard up to `applied`."""
+        if applied is None:
+            return self
+        return KeyRun(self.key, tuple(step for step in self.steps if step.position > applied))
+
+    def totals(self) -> Totals:
+        total = Totals()
+        for step in self.steps:
+            total.merge(step.delta)
+        return total
+
+    def guard(self, shard_id: str) -> Guard:
+        return Guard(shard_id, self.steps[0].position, self.steps[-1].position)
+
+
+def key_runs(records: Sequence[StreamRecord]) -> list[KeyRun]:
+    """One run per aggregate key the records touch, in key order; records must be one shard's, in shard order.
+
+    A key whose records cancel out still gets its run: its guard must move past them, or a replay of only some of
+    them (other batch bounds) would count the part without its counterpart.
     """
-    if max_keys < 2:
-        raise ValueError("a MODIFY can touch two keys")
-    runs: list[list[StreamRecord]] = []
-    current: list[StreamRecord] = []
-    keys: set[AggregateKey] = set()
+    steps: dict[AggregateKey, list[Step]] = {}
+    previous: str | None = None
     for record in records:
-        record_keys = record.aggregate_keys
-        if current and len(keys | record_keys) > max_keys:
-            runs.append(current)
-            current, keys = [], set()
-        current.append(record)
-        keys |= record_keys
-    if current:
-        runs.append(current)
-    return runs
+        position = record.position
+        if previous is not None and position <= previous:
+            raise OutOfOrderRecords(f"record {record.sequence_number} follows a later one in its shard")
+        previous = position
+        deltas: dict[AggregateKey, Totals] = {}
+        for sign, usage in record.changes:
+            deltas.setdefault(usage.aggregate_key, Totals()).add(usage, sign)
+        for key, delta in deltas.items():
+            steps.setdefault(key, []).append(Step(position, delta))
+    return [KeyRun(key, tuple(key_steps)) for key, key_steps in sorted(steps.items())]

@@ -1,8 +1,11 @@
-"""Finding the usage table's stream and listing its shards."""
+"""Finding the usage table's stream, listing its shards and reading a shard's records after a position."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
+
+from aggregator.stream_record import position
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -27,3 +30,63 @@ async def list_shards(streams: DynamoDBStreamsClient, stream_arn: str) -> list[d
         if not last:
             return shards
         kwargs["ExclusiveStartShardId"] = last
+
+
+async def read_after(
+    streams: DynamoDBStreamsClient,
+    stream_arn: str,
+    shard_id: str,
+    sequence_number: str | None,
+    *,
+    until_position: str | None = None,
+    empty_reads: int = 3,
+) -> list[dict[str, Any]]:
+    """A shard's records after sequence_number (from its oldest when None, or when trimmed past it), to its end.
+
+    "Its end" is where reading stops finding records: a closed shard's last record, or for an open one the point
+    after which `empty_reads` reads in a row found nothing (an open shard can answer empty before records that
+    exist). With until_position, reading goes on (a while longer) until a record at or past it has been seen.
+    """
+    records: list[dict[str, Any]] = []
+    iterator = await _iterator(streams, stream_arn, shard_id, sequence_number)
+    empty = 0
+    patience = empty_reads
+    reopened = 0
+    while iterator is not None and empty < patience:
+        try:
+            page = await streams.get_records(ShardIterator=iterator, Limit=1000)
+        except (streams.exceptions.TrimmedDataAccessException, streams.exceptions.ExpiredIteratorException):
+            # DynamoDB Local's iterator on a shard that was empty (aws-sdk-java#2923), or one held too long.
+            reopened += 1
+            if reopened > empty_reads:
+                raise
+            seen = records[-1]["dynamodb"]["SequenceNumber"] if records else sequence_number
+            iterator = await _iterator(streams, stream_arn, shard_id, seen)
+            continue
+        found = page.get("Records", [])
+        records.extend(dict(r) for r in found)
+        iterator = page.get("NextShardIterator")
+        empty = 0 if found else empty + 1
+        last = position(records[-1]["dynamodb"]["SequenceNumber"]) if records else None
+        if until_position is not None and (last is None or last < until_position):
+            patience = max(empty_reads, 50)  # what we wait for was written: it shows up
+            if empty:
+                await asyncio.sleep(0.1)
+        else:
+            patience = empty_reads
+    return records
+
+
+async def _iterator(
+    streams: DynamoDBStreamsClient, stream_arn: str, shard_id: str, sequence_number: str | None
+) -> str | None:
+    kwargs: dict[str, Any] = {"StreamArn": stream_arn, "ShardId": shard_id, "ShardIteratorType": "TRIM_HORIZON"}
+    if sequence_number is not None:
+        kwargs.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", SequenceNumber=sequence_number)
+    try:
+        return (await streams.get_shard_iterator(**kwargs)).get("ShardIterator")
+    except streams.exceptions.TrimmedDataAccessException:
+        # Past the stream's retention (on AWS), or DynamoDB Local's empty-shard quirk: the oldest record there is.
+        if sequence_number is None:
+            raise
+        return await _iterator(streams, stream_arn, shard_id, None)

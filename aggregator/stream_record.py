@@ -21,6 +21,22 @@ from aggregator.usage_record import UsageRecord
 
 Change = tuple[int, UsageRecord]  # (+1 counted, -1 taken back), the usage it concerns
 
+# DynamoDB Streams sequence numbers are decimal strings of 21 to 40 digits (StreamRecord.SequenceNumber). Padded to
+# the longest, their string order is their numeric order, so a DynamoDB condition (`applied < :first`) compares them.
+POSITION_DIGITS = 40
+
+
+class UnreadableSequenceNumber(ValueError):
+    """A stream record whose sequence number is not the decimal string DynamoDB Streams documents."""
+
+
+def position(sequence_number: str) -> str:
+    """A sequence number as a fixed-width string: ordered like the numbers, comparable inside DynamoDB."""
+    digits = sequence_number.isascii() and sequence_number.isdigit()
+    if not digits or len(sequence_number) > POSITION_DIGITS:
+        raise UnreadableSequenceNumber(f"not a stream sequence number: {sequence_number!r}")
+    return sequence_number.rjust(POSITION_DIGITS, "0")
+
 
 @dataclass(frozen=True)
 class StreamRecord:
@@ -31,6 +47,11 @@ class StreamRecord:
     malformed: bool
     # The record as it arrived, for logs (its Keys) and for callers that map results back.
     raw: Mapping[str, Any] = field(compare=False, repr=False)
+
+    @property
+    def position(self) -> str:
+        """Where the record stands in its shard: records of one shard come in increasing position."""
+        return position(self.sequence_number)
 
     @property
     def aggregate_keys(self) -> set[AggregateKey]:

@@ -4,14 +4,16 @@ The aggregator is the consumer, so it owns the attribute names; the worker build
 item format is plain DynamoDB AttributeValue dicts, no boto.
 
 Versions (`schema_version`): 1 is every item written before the attribute existed, 2 adds it, 3 adds the cost of
-each token category, the calling Region, service tier, batch flag and call status. A reader takes all three, and a
-token category (or its cost) missing from an item as 0, so items already in the table (and in the stream) still count
-after a category is added; an item without a status was a successful call. A version newer than this reader knows is
-not read: deploy readers first.
+each token category, the calling Region, service tier, batch flag and call status, 4 adds `day_bucket`, the key of
+the usage table's index by org-local day (DAY_INDEX) that `costkeeper reconcile` recomputes aggregates from. A reader
+takes all four, and a token category (or its cost) missing from an item as 0, so items already in the table (and in
+the stream) still count after a category is added; an item without a status was a successful call. A version newer
+than this reader knows is not read: deploy readers first.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,10 +22,17 @@ from typing import Any
 from aggregator.aggregates import AggregateKey
 from catalog.model import org_local_day
 from catalog.token_counts import TOKEN_FIELDS, TokenCounts, cost_field
+from runtime.resources import USAGE_DAY_INDEX, USAGE_DAY_INDEX_KEY
 
 USAGE_KEY_SEPARATOR = "#"
-SCHEMA_VERSION = 3
-READABLE_VERSIONS = frozenset({1, 2, 3})
+SCHEMA_VERSION = 4
+READABLE_VERSIONS = frozenset({1, 2, 3, 4})
+# The usage table's index by org and org-local day. One index partition per org and day would take all of an org's
+# writes (a partition takes about 1,000 a second); DAY_BUCKETS partitions per day spread them, and a reader queries
+# each. Changing the number is a new item version.
+DAY_INDEX = USAGE_DAY_INDEX
+DAY_INDEX_ATTRIBUTE = USAGE_DAY_INDEX_KEY
+DAY_BUCKETS = 16
 
 
 class UnreadableUsageItem(ValueError):
@@ -33,6 +42,16 @@ class UnreadableUsageItem(ValueError):
 def usage_key(org_id: str, app_id: str, request_id: str) -> dict[str, dict[str, str]]:
     # request_id is unique per app: scoping the key stops one tenant from claiming another's request ids.
     return {"pk": {"S": f"{org_id}{USAGE_KEY_SEPARATOR}{app_id}{USAGE_KEY_SEPARATOR}{request_id}"}}
+
+
+def day_bucket(org_id: str, day: str, bucket: int) -> str:
+    """The index partition of an org-local day's usage items: one of DAY_BUCKETS."""
+    return f"{org_id}{USAGE_KEY_SEPARATOR}{day}{USAGE_KEY_SEPARATOR}{bucket:02d}"
+
+
+def bucket_of(request_id: str) -> int:
+    # A stable hash (not Python's per-process one): the bucket is written into the item.
+    return zlib.crc32(request_id.encode()) % DAY_BUCKETS
 
 
 @dataclass(frozen=True)
@@ -66,6 +85,10 @@ class UsageRecord:
         return self.status == "ERROR"
 
     @property
+    def usage_key(self) -> str:
+        return str(usage_key(self.org_id, self.app_id, self.request_id)["pk"]["S"])
+
+    @property
     def aggregate_key(self) -> AggregateKey:
         day = org_local_day(self.timestamp, self.org_timezone).isoformat()
         return AggregateKey(self.org_id, day, self.app_id, self.model_label)
@@ -90,6 +113,7 @@ class UsageRecord:
             "service_tier": {"S": self.service_tier},
             "batch": {"N": "1" if self.batch else "0"},
             "status": {"S": self.status},
+            DAY_INDEX_ATTRIBUTE: {"S": day_bucket(self.org_id, self.aggregate_key.day, bucket_of(self.request_id))},
         }
         if self.calling_region is not None:
             item["calling_region"] = {"S": self.calling_region}

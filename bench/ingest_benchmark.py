@@ -335,7 +335,7 @@ def run_pipeline(
     result.ddb_writes = {
         "usage item inserts (worker)": _int(worker.get("events_written")) + _int(worker.get("duplicates")),
         "aggregate UpdateItem (aggregator)": _int(aggregator.get("aggregate_writes")),
-        "checkpoint Put (aggregator)": _int(aggregator.get("checkpoint_writes")),
+        "checkpoint UpdateItem (aggregator)": _int(aggregator.get("checkpoint_writes")),
     }
     result.sqs_requests = {
         "SendMessageBatch (api)": _int(api.get("sqs_requests")) + _int(api.get("failures")),
@@ -347,7 +347,8 @@ def run_pipeline(
     }
     result.ddb_requests = {
         "BatchExecuteStatement, usage inserts (worker)": _int(worker.get("usage_write_requests")),
-        "TransactWriteItems, aggregates + checkpoint (aggregator)": _int(aggregator.get("transactions")),
+        "UpdateItem, guarded aggregate adds (aggregator)": _int(aggregator.get("aggregate_writes")),
+        "UpdateItem, checkpoints (aggregator)": _int(aggregator.get("checkpoint_writes")),
     }
     log(f"aggregator: {aggregator}")
     log(f"worker: {worker}")

@@ -17,8 +17,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchem
 from pydantic.config import JsonDict
 
 from catalog.price_catalog import CatalogPriced
+from catalog.price_history import PriceHistory
 from catalog.profiles import InferenceProfile
 from catalog.rates import Prices, Pricing, ServiceTier, TierNotPriced
+from catalog.token_caps import TokenCaps
 
 __all__ = [
     "MAX_MODELS",
@@ -154,6 +156,8 @@ class OrgSettings(BaseModel):
     # Preference order for model selection: the first label under its quota wins.
     model_ordering: list[Slug] = Field(min_length=1, max_length=MAX_MODELS)
     daily_quotas_usd_micros: dict[Slug, UsdMicros] = Field(default_factory=dict)
+    # Tokens one event may report, per category (catalog/token_caps.py); unset: the service defaults.
+    max_tokens_per_event: TokenCaps | None = None
 
     @model_validator(mode="after")
     def _labels_are_known(self) -> OrgSettings:
@@ -206,8 +210,25 @@ class Org(BaseModel):
 
     org_id: OrgId
     settings: OrgSettings
-    # Bumped whenever any price changes, and written on every usage item priced with it.
+    # Bumped whenever any price changes (a label's prices, or a label added or removed): the latest version.
     price_version: int = Field(ge=1)
+    # Every version still needed, with when it took effect; None: only this one, in force since ever.
+    price_history: PriceHistory | None = None
+
+    def history(self) -> PriceHistory:
+        return self.price_history or PriceHistory.first(self.price_version, self.settings.models)
+
+    def priced_at(self, label: str, instant: datetime) -> Org:
+        """This org with the models and price version that price `label` at `instant` (catalog/price_history.py).
+
+        Only the models differ from the current settings: ordering and quotas are today's. The view is not
+        validated again (a version may lack a label today's ordering names); it is for pricing, never stored.
+        """
+        version = self.history().for_label(label, instant)
+        if version is None or version.version == self.price_version:
+            return self
+        settings = self.settings.model_copy(update={"models": version.models})
+        return self.model_copy(update={"settings": settings, "price_version": version.version})
 
     def local_day(self, instant: datetime) -> date:
         return org_local_day(instant, self.settings.timezone)

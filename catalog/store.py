@@ -10,14 +10,17 @@ every request against them.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from cachetools import TTLCache
 from pydantic import TypeAdapter
 
 from catalog.credentials import Principal, StoredSecret, hash_secret, matching_generation, new_secret, rotated
-from catalog.model import App, AppSettings, LabelConflict, Org, OrgSettings, UnknownLabels
+from catalog.model import App, AppSettings, LabelConflict, ModelSpec, Org, OrgSettings, UnknownLabels
+from catalog.price_history import PriceHistory
 from catalog.profiles import InferenceProfile
 from catalog.sessions import SessionGrant, SessionState
 
@@ -94,7 +97,12 @@ class Provisioned:
 
 class CatalogStore:
     def __init__(
-        self, ddb: DynamoDBClient, table: str, cache_ttl_s: float = 5.0, session_cache_ttl_s: float = 2.0
+        self,
+        ddb: DynamoDBClient,
+        table: str,
+        cache_ttl_s: float = 5.0,
+        session_cache_ttl_s: float = 2.0,
+        price_change_notice_s: float = 300.0,
     ) -> None:
         self._ddb = ddb
         self._table = table
@@ -106,6 +114,8 @@ class CatalogStore:
         self._sessions: TTLCache[Principal, SessionState | None] | None = (
             TTLCache(SESSION_CACHE_ENTRIES, session_cache_ttl_s) if session_cache_ttl_s > 0 else None
         )
+        # How long after a price change is saved it takes effect: longer than any reader's cache of the org.
+        self._price_change_notice_s = price_change_notice_s
 
     # -- reads -------------------------------------------------------------------------------------------------
 
@@ -181,6 +191,22 @@ class CatalogStore:
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         return orgs[:limit]
 
+    async def list_org_ids(self) -> list[str]:
+        """Every org's id (a scan of the config table: operator tooling only, never on a request path)."""
+        org_ids: list[str] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "ProjectionExpression": "pk, sk",
+            "FilterExpression": "sk = :org",
+            "ExpressionAttributeValues": {":org": org_key("")["sk"]},
+        }
+        while True:
+            page = await self._ddb.scan(**kwargs)
+            org_ids += [item["pk"]["S"].removeprefix("ORG#") for item in page.get("Items", [])]
+            if "LastEvaluatedKey" not in page:
+                return sorted(org_ids)
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
     async def authenticate(self, principal: Principal, secret: str, now_s: int | None = None) -> SessionGrant | None:
         """What a session begun with this secret records; None for an unknown client or a wrong or retired secret."""
         # Never cached: a rotation with no grace period must lock the old secret out at once.
@@ -248,12 +274,16 @@ class CatalogStore:
                     return org, Provisioned(True, principal.client_id, secret)
                 continue
             current = _org_from_item(org_id, item)
-            prices_changed = {k: v.prices for k, v in current.settings.models.items()} != {
-                k: v.prices for k, v in settings.models.items()
-            }
-            version = current.price_version + 1 if prices_changed else current.price_version
-            org = Org(org_id=org_id, settings=settings, price_version=version)
-            if await self._update_doc(org_key(org_id), item, settings.model_dump_json(), {"price_version": version}):
+            history = current.history()
+            # Any change to what a label costs, or which labels have a price, is a new version, in force after the
+            # notice period (catalog/price_history.py); the versions before it keep pricing their events.
+            if _priced(current.settings.models) != _priced(settings.models):
+                now = datetime.now(UTC)
+                history = history.changed(settings.models, now + timedelta(seconds=self._price_change_notice_s), now)
+            org = Org(org_id=org_id, settings=settings, price_version=history.latest.version, price_history=history)
+            numbers = {"price_version": org.price_version}
+            strings = {"price_history": history.model_dump_json()}
+            if await self._update_doc(org_key(org_id), item, settings.model_dump_json(), numbers, strings):
                 self.invalidate()
                 return org, Provisioned(False, principal.client_id, None)
         raise ConcurrentUpdate(f"org {org_id} changed concurrently {_MAX_ATTEMPTS} times")
@@ -355,12 +385,22 @@ class CatalogStore:
             return False
         return True
 
-    async def _update_doc(self, key: dict[str, Any], item: dict[str, Any], doc: str, numbers: dict[str, int]) -> bool:
+    async def _update_doc(
+        self,
+        key: dict[str, Any],
+        item: dict[str, Any],
+        doc: str,
+        numbers: dict[str, int],
+        strings: dict[str, str] | None = None,
+    ) -> bool:
         sets = ["doc = :doc", "version = :next", "updated_at = :now"]
         values: dict[str, Any] = {":doc": {"S": doc}}
         for name, value in numbers.items():
             sets.append(f"{name} = :{name}")
             values[f":{name}"] = {"N": str(value)}
+        for name, text in (strings or {}).items():
+            sets.append(f"{name} = :{name}")
+            values[f":{name}"] = {"S": text}
         return await self._conditional_update(key, item, "SET " + ", ".join(sets), values)
 
     async def _conditional_update(
@@ -397,8 +437,16 @@ def _app_from_item(org_id: str, app_id: str, item: dict[str, Any]) -> App:
 
 
 def _org_from_item(org_id: str, item: dict[str, Any]) -> Org:
+    # An org saved before price histories existed has its current prices only, in force since ever.
+    history = PriceHistory.model_validate_json(item["price_history"]["S"]) if "price_history" in item else None
     return Org(
         org_id=org_id,
         settings=OrgSettings.model_validate_json(item["doc"]["S"]),
         price_version=int(item["price_version"]["N"]),
+        price_history=history,
     )
+
+
+def _priced(models: Mapping[str, ModelSpec]) -> dict[str, Any]:
+    """What each label costs and calls: a difference is a new price version."""
+    return {label: spec.model_dump() for label, spec in models.items()}

@@ -1,7 +1,7 @@
 """`costkeeper`: the operator CLI.
 
 Emulator: start, stop, restart, status. Resources and data: init, seed, clear, reset, list, scan TABLE, setup.
-Pipeline: run (everything, in the foreground), test. Operations: queue, watch, redrive.
+Pipeline: run (everything, in the foreground), test. Operations: queue, watch, redrive, reconcile.
 
 With AWS_ENDPOINT_URL_* set (LocalStack, or real AWS with credentials) every command uses those endpoints and the
 embedded emulator is left alone; otherwise the embedded emulator is the target. DynamoDB Local keeps its data in the
@@ -21,12 +21,15 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer
 
+from aggregator.reconcile import DEFAULT_SETTLE_S, DayResult, Reconciler
+from catalog.store import CatalogStore
 from infra import emulator, saved_credentials, shutdown
 from infra.processes import PipelineProcess, child_environment, wait_for_http
 from infra.resource_setup import (
@@ -394,6 +397,95 @@ def cmd_redrive(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _reconcile(settings: AwsSettings, args: argparse.Namespace) -> list[DayResult]:
+    async with open_async_clients(settings) as clients:
+        catalog = CatalogStore(clients.dynamodb, settings.names.config_table, cache_ttl_s=0)
+        org_ids = [args.org] if args.org else await catalog.list_org_ids()
+        days: list[tuple[str, str]] = []
+        for org_id in org_ids:
+            if args.day:
+                days.append((org_id, args.day))
+                continue
+            org = await catalog.get_org(org_id)
+            if org is None:
+                _say(f"org {org_id} does not exist")
+                continue
+            # The org's own today and yesterday: late events still land on yesterday for a while after midnight.
+            today = org.local_day(datetime.now(UTC))
+            days += [(org_id, (today - timedelta(days=1)).isoformat()), (org_id, today.isoformat())]
+        reconciler = Reconciler(clients.dynamodb, clients.streams, settings.names, args.settle_s)
+        return await reconciler.reconcile(days, repair=args.repair)
+
+
+def _iso_day(value: str) -> str:
+    try:
+        return date.fromisoformat(value).isoformat()
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a day (YYYY-MM-DD): {value!r}") from exc
+
+
+def _describe_drift(result: DayResult) -> list[str]:
+    lines: list[str] = []
+    for report in result.drifted:
+        held, expected, drift = report.seen.totals, report.expected, report.drift
+        if report.key in result.repaired_last:
+            state = "repaired"
+        elif report.unsettled:
+            state = "unsettled (a hand correction is in flight; run again)"
+        else:
+            state = "not repaired"
+        lines.append(
+            f"  {report.key.app_id}/{report.key.model_label}: holds {held.cost_usd_micros} micro-USD over "
+            f"{held.request_count} requests, the usage items {expected.cost_usd_micros} over {expected.request_count}"
+            f" (drift {drift.cost_usd_micros:+} micro-USD, {drift.request_count:+} requests): {state}"
+        )
+    return lines
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    """Recompute aggregates from the usage items; report the drift per key; with --repair, set it right."""
+    results = asyncio.run(_reconcile(_settings(), args))
+    outstanding = 0
+    for result in results:
+        pending = sum(r.pending for r in result.reports)
+        if args.json:
+            _say(json.dumps(_result_document(result)))
+        else:
+            _say(
+                f"org {result.org_id} day {result.day}: {len(result.reports)} aggregate(s), "
+                f"{len(result.drifted)} drifting, {len(result.repaired_last)} repaired, {pending} usage item(s) "
+                f"still on their way to the aggregator"
+                + (f", {result.unreadable_items} unreadable usage item(s)" if result.unreadable_items else "")
+            )
+            for line in _describe_drift(result):
+                _say(line)
+        outstanding += len(result.outstanding)
+    return 3 if outstanding else 0
+
+
+def _result_document(result: DayResult) -> dict[str, Any]:
+    return {
+        "org_id": result.org_id,
+        "day": result.day,
+        "aggregates": len(result.reports),
+        "drifting": [
+            {
+                "app_id": r.key.app_id,
+                "model_label": r.key.model_label,
+                "held": r.seen.totals.as_dict(),
+                "expected": r.expected.as_dict(),
+                "drift": r.drift.as_dict(),
+                "repaired": r.key in result.repaired_last,
+                "unsettled": r.unsettled,
+            }
+            for r in result.drifted
+        ],
+        "pending_items": sum(r.pending for r in result.reports),
+        "refused_rounds": result.refused_rounds,
+        "unreadable_items": result.unreadable_items,
+    }
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="costkeeper", description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument(
@@ -456,6 +548,23 @@ def build_parser() -> argparse.ArgumentParser:
     redrive = sub.add_parser("redrive", help="move dead-letter messages back to the usage queue")
     redrive.add_argument("--max", type=int, default=0, help="at most this many messages (0: all waiting now)")
     redrive.set_defaults(func=cmd_redrive)
+    reconcile = sub.add_parser(
+        "reconcile",
+        help="recompute daily aggregates from the usage items; report drift per key; --repair sets it right",
+    )
+    reconcile.add_argument(
+        "--day", type=_iso_day, help="org-local day YYYY-MM-DD (default: each org's today and yesterday)"
+    )
+    reconcile.add_argument("--org", help="one org id (default: every org)")
+    reconcile.add_argument("--repair", action="store_true", help="set drifting aggregates right (safe while running)")
+    reconcile.add_argument(
+        "--settle-s",
+        type=float,
+        default=DEFAULT_SETTLE_S,
+        help="how long index entries and stream records may take to appear after a write",
+    )
+    reconcile.add_argument("--json", action="store_true")
+    reconcile.set_defaults(func=cmd_reconcile)
     return parser
 
 

@@ -18,6 +18,7 @@ from runtime.resources import (
     QUEUE_RETENTION_S,
     QUEUE_VISIBILITY_TIMEOUT_S,
     TTL_ATTRIBUTE,
+    IndexSpec,
     ResourceNames,
     TableSpec,
     table_specs,
@@ -28,28 +29,56 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 
+def _index(index: IndexSpec) -> dict[str, Any]:
+    return {
+        "IndexName": index.name,
+        "KeySchema": [{"AttributeName": index.hash_key, "KeyType": "HASH"}],
+        "Projection": {"ProjectionType": "ALL"},
+    }
+
+
 def _create_table(ddb: DynamoDBClient, spec: TableSpec) -> None:
     attributes: list[Any] = [{"AttributeName": "pk", "AttributeType": "S"}]
     keys: list[Any] = [{"AttributeName": "pk", "KeyType": "HASH"}]
     if spec.has_sort_key:
         attributes.append({"AttributeName": "sk", "AttributeType": "S"})
         keys.append({"AttributeName": "sk", "KeyType": "RANGE"})
+    attributes += [{"AttributeName": index.hash_key, "AttributeType": "S"} for index in spec.indexes]
     kwargs: dict[str, Any] = {
         "TableName": spec.name,
         "AttributeDefinitions": attributes,
         "KeySchema": keys,
         "BillingMode": "PAY_PER_REQUEST",
     }
+    if spec.indexes:
+        kwargs["GlobalSecondaryIndexes"] = [_index(index) for index in spec.indexes]
     if spec.stream:
         kwargs["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
     ddb.create_table(**kwargs)
 
 
+def _ensure_indexes(ddb: DynamoDBClient, spec: TableSpec, table: dict[str, Any]) -> dict[str, Any]:
+    """Add any index a table made before it was defined lacks (one at a time, as DynamoDB requires)."""
+    for index in spec.indexes:
+        existing = {i["IndexName"] for i in table.get("GlobalSecondaryIndexes", [])}
+        if index.name not in existing:
+            update: Any = {"Create": _index(index)}
+            ddb.update_table(
+                TableName=spec.name,
+                AttributeDefinitions=[{"AttributeName": index.hash_key, "AttributeType": "S"}],
+                GlobalSecondaryIndexUpdates=[update],
+            )
+        table = _wait_active(ddb, spec.name)
+    return table
+
+
 def _wait_active(ddb: DynamoDBClient, name: str, timeout_s: float = 60.0) -> dict[str, Any]:
+    """Until the table and every index of it are ACTIVE (an index being added backfills first)."""
     deadline = time.monotonic() + timeout_s
     while True:
         table = ddb.describe_table(TableName=name)["Table"]
-        if table.get("TableStatus") == "ACTIVE":
+        indexes = table.get("GlobalSecondaryIndexes", [])
+        if table.get("TableStatus") == "ACTIVE" and all(i.get("IndexStatus") == "ACTIVE" for i in indexes):
             return dict(table)
         if time.monotonic() > deadline:
             raise TimeoutError(f"table {name} not ACTIVE after {timeout_s}s")
@@ -66,7 +95,7 @@ def _ensure_table(ddb: DynamoDBClient, spec: TableSpec) -> str:
             outcome = "created"
         except ddb.exceptions.ResourceInUseException:
             outcome = "exists"  # another init won the race
-    table = _wait_active(ddb, spec.name)
+    table = _ensure_indexes(ddb, spec, _wait_active(ddb, spec.name))
     if spec.stream and not table.get("StreamSpecification", {}).get("StreamEnabled"):
         ddb.update_table(
             TableName=spec.name,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -53,7 +55,7 @@ ROUTES = [
 
 
 def create_app(settings: ApiSettings) -> Starlette:
-    metrics = ApiMetrics()
+    metrics = ApiMetrics(settings.selection_max_lag_s)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -71,15 +73,21 @@ def create_app(settings: ApiSettings) -> Starlette:
             )
             publisher.start()
             catalog = CatalogStore(
-                clients.dynamodb, names.config_table, settings.catalog_cache_ttl_s, settings.revocation_cache_ttl_s
+                clients.dynamodb,
+                names.config_table,
+                settings.catalog_cache_ttl_s,
+                settings.revocation_cache_ttl_s,
+                price_change_notice_s=settings.price_change_notice_s,
             )
-            monitor = PipelineMonitor(
+            pipeline = PipelineMonitor(
                 clients,
                 names,
                 settings.metrics_refresh_s,
                 on_status=metrics.record_status,
                 on_error=metrics.status_errors.inc,
             )
+            # Model selection reads the aggregator's lag from here without waiting for a measurement.
+            monitoring = asyncio.create_task(pipeline.keep_fresh(), name="pipeline-monitor")
             services = Services(
                 settings=settings,
                 catalog=catalog,
@@ -107,10 +115,13 @@ def create_app(settings: ApiSettings) -> Starlette:
                     FallbackStore(clients.dynamodb, names.config_table),
                     clock=lambda: services.now(),
                     on_selection=lambda mode: metrics.selections.labels(mode).inc(),
+                    metering_lag_s=pipeline.metering_lag_s,
+                    max_lag_s=settings.selection_max_lag_s,
+                    degraded_max_age_s=settings.selection_degraded_max_age_s,
                 ),
                 health=HealthProbe(clients, names, queue_url, dlq_url, settings.health_cache_s),
-                pipeline=monitor,
-                pipeline_history=PipelineSampler(monitor, settings.metrics_refresh_s),
+                pipeline=pipeline,
+                pipeline_history=PipelineSampler(pipeline, settings.metrics_refresh_s),
                 metrics=metrics,
                 profile_checker=ProfileChecker(
                     bedrock_describer(settings.aws.client_kwargs) if settings.bedrock_profile_check else None,
@@ -124,6 +135,9 @@ def create_app(settings: ApiSettings) -> Starlette:
                 yield
             finally:
                 await services.pipeline_history.close()
+                monitoring.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await monitoring
                 # Requests still waiting on the queue get their answer before the clients close.
                 await publisher.close()
                 if settings.stats_file is not None:

@@ -13,13 +13,14 @@ from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ingest_api.pipeline_status import PipelineStatus
+from ingest_api.pipeline_status import DEGRADED_REASONS, STATUS_UNKNOWN, PipelineStatus
 
 log = logging.getLogger("ingest_api.metrics")
 
 
 class ApiMetrics:
-    def __init__(self) -> None:
+    def __init__(self, max_lag_s: float = 30.0) -> None:
+        self._max_lag_s = max_lag_s
         # A registry per app: tests build many apps in one process.
         self.registry = CollectorRegistry()
         r = self.registry
@@ -43,6 +44,16 @@ class ApiMetrics:
             "ck_aggregator_lag_seconds", "age of the oldest stream record not yet aggregated", registry=r
         )
         self.status_errors = Counter("ck_pipeline_status_errors", "failed pipeline status refreshes", registry=r)
+        self.stream_gaps = Gauge(
+            "ck_stream_gaps", "stream shards with records trimmed before they were counted (reconcile!)", registry=r
+        )
+        self.degraded = Gauge(
+            "ck_pipeline_degraded",
+            "1 while accepted usage may be missing from the aggregates, by reason (as /health lists them)",
+            ["reason"],
+            registry=r,
+        )
+        self.degraded.labels(STATUS_UNKNOWN).set(1)  # until the first measurement
 
     def record_status(self, status: PipelineStatus) -> None:
         for label, depth in (("usage", status.queue), ("dead_letter", status.dead_letter)):
@@ -51,6 +62,10 @@ class ApiMetrics:
             self.queue_messages.labels(label, "delayed").set(depth.delayed)
         self.aggregator_pending.set(status.pending_records)
         self.aggregator_lag.set(status.lag_s)
+        self.stream_gaps.set(status.stream_gaps)
+        reasons = status.degraded(self._max_lag_s)
+        for reason in DEGRADED_REASONS:
+            self.degraded.labels(reason).set(1 if reason in reasons else 0)
 
     def exposition(self) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)

@@ -23,9 +23,15 @@ async def liveness(request: Request) -> JSONResponse:
 
 @ops_endpoint
 async def health(request: Request) -> JSONResponse:
-    report = await services(request).health.latest()
-    healthy = report.healthy
-    return JSONResponse({"status": "ok" if healthy else "unhealthy", "checks": report.checks}, 200 if healthy else 503)
+    """503 when a table or queue is unreachable; 200 otherwise, "degraded" with its reasons while accepted usage
+    may be missing from the aggregates (lag past its bound, dead letters, stream gaps, no recent measurement).
+    Degraded is not unhealthy: the API still takes usage, so it stays in service."""
+    svc = services(request)
+    report = await svc.health.latest()
+    degraded = svc.pipeline.degraded(svc.settings.selection_max_lag_s)
+    status = ("degraded" if degraded else "ok") if report.healthy else "unhealthy"
+    body = {"status": status, "checks": report.checks, "degraded": degraded}
+    return JSONResponse(body, 200 if report.healthy else 503)
 
 
 @ops_endpoint

@@ -46,7 +46,14 @@ async def _credentials(request: Request, svc: Services, client_id: str, secret: 
 
 
 def _org_body(org: Org) -> dict[str, Any]:
-    return {"org_id": org.org_id, "price_version": org.price_version, **org.settings.model_dump()}
+    # When the latest prices take effect (a change waits out a notice period; the first version: always).
+    effective_from = org.history().latest.effective_from
+    return {
+        "org_id": org.org_id,
+        "price_version": org.price_version,
+        "prices_effective_from": effective_from.isoformat().replace("+00:00", "Z"),
+        **org.settings.model_dump(),
+    }
 
 
 def _app_body(app: App) -> dict[str, Any]:

@@ -213,6 +213,11 @@ async def model_selection(request: Request, call: ClientCall) -> JSONResponse:
             "ordering": choice.app.ordering(choice.org),
             "tight_threshold_percent": TIGHT_PERCENT,
             "labels": describe_labels(selection),
+            # How recent the spend behind this answer is; degraded: too old to answer NORMAL (kept briefly).
+            "metering": {
+                "lag_s": None if choice.metering_lag_s is None else round(choice.metering_lag_s, 3),
+                "degraded": choice.degraded,
+            },
         },
         headers={"Cache-Control": f"private, max-age={choice.max_age_s}"},
     )

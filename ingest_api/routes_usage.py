@@ -93,7 +93,10 @@ async def submit_batch(request: Request, call: ClientCall) -> JSONResponse:
             )
             svc.metrics.events_rejected.labels("VALIDATION_ERROR").inc()
         except Rejection as exc:
-            result.update(status=exc.status, error={"code": exc.code, "message": exc.message})
+            error: dict[str, Any] = {"code": exc.code, "message": exc.message}
+            if exc.details is not None:
+                error["details"] = exc.details
+            result.update(status=exc.status, error=error)
             svc.metrics.events_rejected.labels(exc.code).inc()
         else:
             seen.add(submission.request_id)

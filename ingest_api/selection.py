@@ -10,7 +10,7 @@ an app has fallen back, it stays on the cheaper model for the rest of the org-lo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Literal
 
@@ -106,6 +106,19 @@ def select_model(
             mode: Mode = "TIGHT" if status.tight else "NORMAL"
             return Selection(status.model_label, position, mode, statuses)
     return Selection(None, len(ordering), "EXHAUSTED", statuses)
+
+
+def fail_safe(selection: Selection, metering_lag_s: float | None, max_lag_s: float) -> tuple[Selection, bool]:
+    """The selection as it may be answered, and whether it is degraded: spend known only up to metering_lag_s ago.
+
+    Spend is what the aggregator has counted. When it lags more than max_lag_s behind (or its lag is unknown), the
+    spend read may be far below the real one, so no answer says NORMAL: a NORMAL label becomes TIGHT, which clients
+    cache briefly, and they ask again soon after the aggregator catches up.
+    """
+    degraded = metering_lag_s is None or metering_lag_s > max_lag_s
+    if degraded and selection.mode == "NORMAL":
+        return replace(selection, mode="TIGHT"), True
+    return selection, degraded
 
 
 def describe_labels(selection: Selection) -> list[dict[str, object]]:

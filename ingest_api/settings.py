@@ -54,6 +54,9 @@ class ApiSettings:
     # How long a "not revoked" answer is trusted before the revoked-tokens table is asked again.
     revocation_cache_ttl_s: float = 2.0
     catalog_cache_ttl_s: float = 5.0
+    # A price change takes effect this long after it is saved: longer than the worker's catalog cache plus the
+    # clock skew allowed, so an event is always priced with the prices in force at its timestamp.
+    price_change_notice_s: float = 300.0
     # SendMessageBatch calls in flight at once; while they are busy, new events gather into the next batch.
     publisher_max_inflight: int = 4
     # The longest a request waits for the queue to acknowledge its events before it is answered 503.
@@ -70,6 +73,10 @@ class ApiSettings:
     metrics_refresh_s: float = 5.0
     # /health/deep asks the tables and queues at most this often.
     health_cache_s: float = 5.0
+    # Model selection answers no better than TIGHT, cached this briefly, while the counted spend lags more than this
+    # (it reads the last measurement, which the API keeps fresh every metrics_refresh_s).
+    selection_max_lag_s: float = 30.0
+    selection_degraded_max_age_s: int = 10
     # Where the publisher's request counters are written as JSON on shutdown; None: nowhere.
     stats_file: Path | None = None
     # Whether a profile registration may ask Bedrock's GetInferenceProfile to confirm it (needs AWS credentials).
@@ -128,6 +135,7 @@ ENVIRONMENT: dict[str, tuple[str, Parse]] = {
     "CK_LATE_ARRIVAL_GRACE_S": ("late_arrival_grace_s", int),
     "CK_REVOCATION_CACHE_TTL_S": ("revocation_cache_ttl_s", float),
     "CK_CATALOG_CACHE_TTL_S": ("catalog_cache_ttl_s", float),
+    "CK_PRICE_CHANGE_NOTICE_S": ("price_change_notice_s", float),
     "CK_PUBLISHER_MAX_INFLIGHT": ("publisher_max_inflight", int),
     "CK_PUBLISH_TIMEOUT_S": ("publish_timeout_s", float),
     "CK_PUBLISHER_MAX_PENDING_EVENTS": ("publisher_max_pending_events", int),
@@ -136,6 +144,8 @@ ENVIRONMENT: dict[str, tuple[str, Parse]] = {
     "CK_ONE_TIME_SECRET_TTL_S": ("one_time_secret_ttl_s", int),
     "CK_METRICS_REFRESH_S": ("metrics_refresh_s", float),
     "CK_HEALTH_CACHE_S": ("health_cache_s", float),
+    "CK_SELECTION_MAX_LAG_S": ("selection_max_lag_s", float),
+    "CK_SELECTION_DEGRADED_MAX_AGE_S": ("selection_degraded_max_age_s", int),
     "CK_API_STATS_FILE": ("stats_file", path),
     "CK_BEDROCK_PROFILE_CHECK": ("bedrock_profile_check", _flag),
     "CK_RATE_AUTH_PER_CLIENT": ("rate_auth_per_client", rate),

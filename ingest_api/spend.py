@@ -15,9 +15,10 @@ from aggregator.aggregates import AggregateReader, Totals
 from catalog.model import App, Org
 from catalog.store import CatalogStore
 from ingest_api.fallbacks import FallbackStore
-from ingest_api.selection import Selection, app_quota, describe_labels, org_quota, select_model
+from ingest_api.selection import Selection, app_quota, describe_labels, fail_safe, org_quota, select_model
 
-# How long a client may reuse a model-selection answer: briefly when a quota is nearly used up.
+# How long a client may reuse a model-selection answer: briefly when a quota is nearly used up. While the metered
+# spend lags (selection.fail_safe), answers are degraded to TIGHT and kept for a shorter time still (settings).
 CACHE_TIGHT_S = 60
 CACHE_NORMAL_S = 300
 # A range read covers at most a quarter of a year of org-local days: one Query per day, so the bound is the cost.
@@ -85,6 +86,9 @@ class ModelChoice:
     day: date
     selection: Selection
     max_age_s: int
+    # How far behind the counted spend was (None: unknown), and whether that degraded the answer.
+    metering_lag_s: float | None = None
+    degraded: bool = False
 
     @property
     def model_label(self) -> str:
@@ -100,12 +104,18 @@ class SpendService:
         fallbacks: FallbackStore,
         clock: Callable[[], datetime],
         on_selection: Callable[[str], None] = lambda mode: None,
+        metering_lag_s: Callable[[], float | None] = lambda: 0.0,
+        max_lag_s: float = 30.0,
+        degraded_max_age_s: int = 10,
     ) -> None:
         self._catalog = catalog
         self._aggregates = aggregates
         self._fallbacks = fallbacks
         self._clock = clock
         self._on_selection = on_selection
+        self._metering_lag_s = metering_lag_s
+        self._max_lag_s = max_lag_s
+        self._degraded_max_age_s = degraded_max_age_s
 
     def today(self, org: Org) -> date:
         return org.local_day(self._clock())
@@ -182,15 +192,20 @@ class SpendService:
         return choice
 
     async def _select(self, org: Org, app: App) -> tuple[ModelChoice, int]:
-        """The selection now, and the day's sticky position it started from."""
+        """The selection now as it may be answered (degraded while spend lags), and the day's sticky position."""
         today = self.today(org)
         spend = await self._aggregates.day(org.org_id, today.isoformat())
         sticky = await self._fallbacks.position(org.org_id, app.app_id, today.isoformat())
         selection = select_model(
             org, app, _cost_by_label(spend.org_by_label()), _cost_by_label(spend.app_by_label(app.app_id)), sticky
         )
-        max_age_s = CACHE_TIGHT_S if selection.mode != "NORMAL" else CACHE_NORMAL_S
-        return ModelChoice(org, app, today, selection, max_age_s), sticky
+        lag_s = self._metering_lag_s()
+        selection, degraded = fail_safe(selection, lag_s, self._max_lag_s)
+        if degraded:
+            max_age_s = min(self._degraded_max_age_s, CACHE_TIGHT_S)
+        else:
+            max_age_s = CACHE_TIGHT_S if selection.mode != "NORMAL" else CACHE_NORMAL_S
+        return ModelChoice(org, app, today, selection, max_age_s, lag_s, degraded), sticky
 
 
 def day_range(first: date, last: date) -> list[date]:

@@ -28,6 +28,7 @@ from catalog.model import (
     resolve_label,
 )
 from catalog.profiles import RegionName
+from catalog.token_caps import TokensOverCap, check_caps
 from catalog.token_counts import TOKEN_FIELDS, TokenCounts
 from ingest_api.bedrock_usage import ConverseUsage, service_tier_name
 from workers.message import CallStatus, UsageEvent
@@ -118,11 +119,12 @@ class BatchSubmission(BaseModel):
 class Rejection(ValueError):
     """An event refused for what it says, not for how it is written."""
 
-    def __init__(self, code: str, message: str, status: int = 422) -> None:
+    def __init__(self, code: str, message: str, status: int = 422, details: object = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = status
+        self.details = details
 
 
 def check_against(
@@ -133,6 +135,10 @@ def check_against(
         resolved.pricing.rate_card(submission.service_tier, submission.batch)
     except (UnknownModelLabel, CallingRegionRequired, UnknownCallingRegion, TierNotPriced) as exc:
         raise Rejection(exc.code, str(exc)) from exc
+    try:
+        check_caps(TokenCounts.of(submission), org.settings.max_tokens_per_event)
+    except TokensOverCap as exc:
+        raise Rejection(exc.code, str(exc), details=exc.details) from exc
     claimed = submission.bedrock_model_id
     if claimed is not None and claimed not in (resolved.bedrock_model_id, resolved.inference_profile_id):
         raise Rejection(

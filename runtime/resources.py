@@ -12,9 +12,10 @@ from dataclasses import dataclass
 DEFAULT_PREFIX = "bedrock-cost-keeper-"
 TTL_ATTRIBUTE = "expires_at"
 
-# Redrive after five receives: enough to ride out throttling and a restart, few enough that a poison message reaches
-# the dead-letter queue within minutes.
-MAX_RECEIVE_COUNT = 5
+# Redrive after ten receives: with the workers' back-off (workers/backoff.py) that is most of an hour of failing
+# writes, so an outage of the usage table does not send accepted usage to the dead-letter queue. Poison messages do
+# not wait for it: the worker forwards them at once.
+MAX_RECEIVE_COUNT = 10
 QUEUE_VISIBILITY_TIMEOUT_S = 30
 QUEUE_RETENTION_S = 4 * 24 * 3600
 DLQ_RETENTION_S = 14 * 24 * 3600
@@ -59,6 +60,20 @@ class ResourceNames:
         return f"{self.prefix}usage-dlq"
 
 
+# The usage table's index by org and org-local day (its key is written by aggregator/usage_record.py): what
+# `costkeeper reconcile` recomputes aggregates from. DynamoDB Local never runs TTL deletes on a table with an index.
+USAGE_DAY_INDEX = "by-org-day"
+USAGE_DAY_INDEX_KEY = "day_bucket"
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """A global secondary index: a string hash key, every attribute projected."""
+
+    name: str
+    hash_key: str
+
+
 @dataclass(frozen=True)
 class TableSpec:
     name: str
@@ -66,19 +81,28 @@ class TableSpec:
     ttl: bool = False
     has_sort_key: bool = True
     role: str = ""
+    indexes: tuple[IndexSpec, ...] = ()
 
 
 def table_specs(names: ResourceNames) -> list[TableSpec]:
     return [
         TableSpec(names.config_table, ttl=True, role="orgs, apps, hashed credentials, sticky model fallbacks"),
-        TableSpec(names.usage_table, stream=True, ttl=True, has_sort_key=False, role="one item per request_id"),
+        TableSpec(
+            names.usage_table,
+            stream=True,
+            ttl=True,
+            has_sort_key=False,
+            role="one item per request_id",
+            indexes=(IndexSpec(USAGE_DAY_INDEX, USAGE_DAY_INDEX_KEY),),
+        ),
         TableSpec(names.aggregates_table, role="daily spend per org / app / model label / org-local day"),
         TableSpec(
             names.checkpoints_table,
-            # Shard checkpoints never expire; the Lambda aggregator's batch markers do (aggregator/commit.py).
+            # Shard checkpoints never expire. (TTL stays enabled: batch markers of an earlier Lambda aggregator
+            # expire through it.)
             ttl=True,
             has_sort_key=False,
-            role="aggregator's position in each stream shard, or its batch markers under Lambda",
+            role="how far each stream shard has been counted (both aggregator modes)",
         ),
         TableSpec(names.revoked_tokens_table, ttl=True, has_sort_key=False, role="revoked token ids until expiry"),
         TableSpec(names.one_time_secrets_table, ttl=True, has_sort_key=False, role="secrets claimable once"),

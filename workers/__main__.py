@@ -11,6 +11,7 @@ from runtime.aws import open_async_clients
 from runtime.stats_file import write_stats
 from workers.consumer import Worker, describe_stats
 from workers.processor import UsageWriter
+from workers.redrive import DeadLetterRedriver
 from workers.settings import WorkerSettings
 
 
@@ -26,11 +27,23 @@ async def main(settings: WorkerSettings) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, worker.stopping.set)
         logging.getLogger("worker").info("consuming %s with %d pollers", queue_url, settings.pollers)
+        redriver = DeadLetterRedriver(
+            clients.sqs, writer, queue_url, dlq_url, settings.redrive_interval_s, writer.writes_healthy
+        )
+        sweeping = asyncio.create_task(redriver.run(worker.stopping)) if settings.redrive_interval_s > 0 else None
         await worker.run()
+        if sweeping is not None:
+            await sweeping
         logging.getLogger("worker").info("drained and stopped: %s", describe_stats(worker.stats))
         if settings.stats_file is not None:
             write_stats(
-                settings.stats_file, "worker", {**vars(worker.stats), "usage_write_requests": writer.write_requests}
+                settings.stats_file,
+                "worker",
+                {
+                    **vars(worker.stats),
+                    "usage_write_requests": writer.write_requests,
+                    "dead_letters_redriven": redriver.stats.redriven,
+                },
             )
 
 

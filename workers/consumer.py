@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from runtime.resources import QUEUE_VISIBILITY_TIMEOUT_S
+from workers.backoff import retry_delay_s
 from workers.processor import UsageWriter
 from workers.settings import WorkerSettings
 from workers.settle import MessageSettler
@@ -166,7 +167,7 @@ class Worker:
         entries: list[Any] = []
         for i, m in enumerate(messages):
             receives = int(m.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
-            delay = min(self._settings.retry_base_s * 2 ** (receives - 1), self._settings.retry_max_s)
+            delay = retry_delay_s(receives, self._settings.retry_base_s, self._settings.retry_max_s)
             entries.append({"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": delay})
         try:
             await self._sqs.change_message_visibility_batch(QueueUrl=self._queue_url, Entries=entries)

@@ -64,10 +64,12 @@ class Rejected:
 
 
 def price_event(org: Org, app: App | None, event: UsageEvent, written_at_ms: int) -> UsageRecord | Rejected:
-    """The usage item for one event, priced with the org's current prices (and stamped with their version).
+    """The usage item for one event, priced with the org's prices in force at the event's timestamp (and stamped
+    with their version): catalog/price_history.py.
 
-    `app` is needed only for a label of the app's own inference profiles.
+    `app` is needed only for a label of the app's own inference profiles (priced as the app has them now).
     """
+    org = org.priced_at(event.model_label, event.timestamp)
     try:
         resolved = resolve_label(org, app, event.model_label, event.calling_region)
         card, discount_percent = resolved.pricing.rate_card(event.service_tier, event.batch)

@@ -37,6 +37,15 @@ class UsageWriter:
         self._catalog = catalog
         self._inserter = BatchInserter(ddb, settings.aws.names.usage_table)
         self._slots = asyncio.Semaphore(settings.write_concurrency)
+        # When a write last succeeded and last failed (monotonic seconds): whether an outage is over.
+        self._last_ok_at: float | None = None
+        self._last_failed_at: float | None = None
+
+    def writes_healthy(self) -> bool:
+        """A write has succeeded since the last one that failed."""
+        if self._last_ok_at is None:
+            return False
+        return self._last_failed_at is None or self._last_ok_at > self._last_failed_at
 
     @property
     def write_requests(self) -> int:
@@ -82,4 +91,10 @@ class UsageWriter:
             now_s = time.time()
             expires_at = int(now_s) + self._settings.usage_retention_days * 86400
             items = [replace(r, written_at_ms=int(now_s * 1000)).to_item(expires_at) for r in records]
-            return await self._inserter.insert(items)
+            try:
+                inserted = await self._inserter.insert(items)
+            except Exception:
+                self._last_failed_at = time.monotonic()
+                raise
+            self._last_ok_at = time.monotonic()
+            return inserted

@@ -31,7 +31,7 @@ from infra.resource_setup import clear_usage, delete_resources, ensure_resources
 from infra.seed import SEED_APP_ID, SEED_ORG_ID, seed
 from runtime.aws import ENDPOINT_VARIABLES, AwsSettings, open_async_clients
 from tests.integration.guide import Deferred, DynamoDBBridge
-from tests.integration.harness import REPO, Pipeline, api_client, pipeline_env, wait_idle
+from tests.integration.harness import REPO, Pipeline, api_client, drop_resources, pipeline_env, wait_idle
 from tests.integration.own_api import OwnApis
 
 
@@ -64,6 +64,13 @@ def aws_settings() -> Iterator[AwsSettings]:
     else:
         # A long-lived LocalStack outlives the session: leave nothing of it behind (side prefixes start with it).
         delete_resources(settings, report=lambda m: None)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def side_deployments_dropped(aws_settings: AwsSettings) -> Iterator[None]:
+    """Tables and queues a module made beside the session's (under the session prefix) go when it is done."""
+    yield
+    drop_resources(aws_settings, keep=aws_settings.names)
 
 
 @pytest.fixture(scope="session")

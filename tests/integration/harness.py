@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import socket
@@ -10,16 +11,20 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 
+from aggregator.usage_record import UsageRecord
+from catalog.token_counts import TokenCounts
 from infra.processes import PipelineProcess, child_environment, wait_for_http
+from infra.resource_setup import ensure_resources
 from ingest_api.pipeline_status import PipelineStatus, pipeline_status
 from runtime.aws import AwsSettings, open_async_clients
+from runtime.resources import ResourceNames, table_specs
 
 # The API refuses secrets shorter than 32 bytes: the test's are as strong as production's.
 ADMIN_KEY = "test-admin-" + secrets.token_urlsafe(32)
@@ -119,6 +124,66 @@ class Pipeline:
         assert not dead, f"pipeline processes exited: {dead} (logs in {self.log_dir})"
 
 
+@contextmanager
+def side_pipeline(
+    aws_settings: AwsSettings, log_dir: Path, name: str, processes: tuple[str, ...], **env: str
+) -> Iterator[Pipeline]:
+    """Processes of a deployment of their own (every table and queue under a fresh prefix beside the session's),
+    for a test that needs a pipeline in a state the session's must not be in (lagging, sweeping, degraded)."""
+    settings = replace(aws_settings, names=ResourceNames(f"{aws_settings.names.prefix}{name}-{uuid.uuid4().hex[:4]}-"))
+    ensure_resources(settings, report=lambda m: None)
+    pipeline = Pipeline(settings, pipeline_env(settings, **env), log_dir / settings.names.prefix.rstrip("-"))
+    pipeline.log_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        pipeline.start(*processes)
+        yield pipeline
+    finally:
+        pipeline.stop()
+        drop_resources(settings)
+
+
+def drop_resources(settings: AwsSettings, keep: ResourceNames | None = None) -> None:
+    """Delete the tables and queues whose names start with settings' prefix (but for keep's own).
+
+    Side deployments go when their test is done: besides keeping a shared LocalStack small, DynamoDB Local 3.3.0
+    stops adding an index to an existing table (it stays CREATING) once seven or more tables have TTL enabled.
+    """
+    ddb, sqs = settings.dynamodb(), settings.sqs()
+    kept = set() if keep is None else {spec.name for spec in table_specs(keep)}
+    kept |= set() if keep is None else {keep.usage_queue, keep.dead_letter_queue}
+    tables: list[str] = []
+    for page in ddb.get_paginator("list_tables").paginate():
+        tables += page.get("TableNames", [])
+    for name in tables:
+        if name.startswith(settings.names.prefix) and name not in kept:
+            with contextlib.suppress(ddb.exceptions.ResourceNotFoundException):
+                ddb.delete_table(TableName=name)
+    for url in sqs.list_queues(QueueNamePrefix=settings.names.prefix).get("QueueUrls", []):
+        if url.rsplit("/", 1)[-1] not in kept:
+            with contextlib.suppress(sqs.exceptions.QueueDoesNotExist):
+                sqs.delete_queue(QueueUrl=url)
+
+
+def uncounted_usage_item(org_id: str, app_id: str, written_ago_ms: int) -> dict[str, Any]:
+    """A usage item as the worker writes it, written_ago_ms ago: put straight into the usage table, it is a record
+    the aggregator has yet to count (or never will, where none runs)."""
+    now_ms = int(time.time() * 1000)
+    return UsageRecord(
+        org_id=org_id,
+        app_id=app_id,
+        request_id=str(uuid.uuid4()),
+        model_label="premium",
+        bedrock_model_id="anthropic.claude-sonnet",
+        timestamp=datetime.now(UTC),
+        org_timezone="UTC",
+        tokens=TokenCounts(input_tokens=1000),
+        cost_usd_micros=3000,
+        price_version=1,
+        accepted_at_ms=now_ms - written_ago_ms,
+        written_at_ms=now_ms - written_ago_ms,
+    ).to_item()
+
+
 def pipeline_env(settings: AwsSettings, **extra: str) -> dict[str, str]:
     return child_environment(
         {
@@ -127,6 +192,12 @@ def pipeline_env(settings: AwsSettings, **extra: str) -> dict[str, str]:
             "CK_ADMIN_API_KEY": ADMIN_KEY,
             # Short caches keep tests that change config or revoke tokens quick; behaviour is the same.
             "CK_CATALOG_CACHE_TTL_S": "0.5",
+            # Price changes take effect after the worker's cache has seen them (production: 5 minutes).
+            "CK_PRICE_CHANGE_NOTICE_S": "1",
+            # Dead letters stay where tests put them unless a test sweeps them (test_dead_letters.py).
+            "CK_WORKER_REDRIVE_INTERVAL_S": "0",
+            # The aggregator's lag as model selection and /health see it is at most a second old.
+            "CK_METRICS_REFRESH_S": "1",
             "CK_WORKER_WAIT_TIME_S": "2",
             "CK_WORKER_RETRY_BASE_S": "1",
             # Every test speaks from 127.0.0.1 and many use one client: the limits are tested by test_rate_limits.py

@@ -239,7 +239,9 @@ def test_health_reports_every_table_and_queue(api: httpx.Client, aws_settings: A
     names = aws_settings.names
     expected = {f"table:{spec.name}": "ACTIVE" for spec in table_specs(names)}
     expected |= {f"queue:{names.usage_queue}": "OK", f"queue:{names.dead_letter_queue}": "OK"}
-    assert body == {"status": "ok", "checks": expected}
+    assert body["checks"] == expected
+    # Reachable: 200, "ok" or (while usage may be missing from the aggregates) "degraded" with its reasons.
+    assert (body["status"], body["degraded"] == []) in {("ok", True), ("degraded", False)}
 
 
 def test_openapi_is_valid_3_1_and_lists_every_route(api: httpx.Client) -> None:

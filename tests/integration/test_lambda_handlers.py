@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,22 +30,22 @@ from boto3.dynamodb.types import TypeDeserializer
 import aggregator.lambda_handler
 import workers.lambda_handler
 from aggregator.aggregates import day_partition
-from aggregator.commit import MAX_AGGREGATES_PER_TRANSACTION
 from aggregator.usage_record import UsageRecord
 from catalog.model import OrgSettings
 from catalog.store import CatalogStore
 from catalog.token_counts import TokenCounts
+from infra.processes import PipelineProcess
 from infra.resource_setup import ensure_resources, scan_items
 from runtime.aws import AwsSettings, open_async_clients
 from runtime.resources import ResourceNames, table_specs
-from tests.integration.harness import eventually, org_settings, price
+from runtime.stats_file import read_stats
+from tests.integration.harness import eventually, org_settings, pipeline_env, price
 from workers.message import UsageEvent, encode
 
 pytestmark = pytest.mark.integration
 
 PREMIUM = (3_000_000, 15_000_000)
 STANDARD = (800_000, 4_000_000)
-STREAM_RETENTION_S = 24 * 3600
 _deserialize = TypeDeserializer().deserialize
 
 
@@ -201,21 +202,25 @@ def usage_items(d: Deployment, org_id: str) -> dict[str, dict[str, Any]]:
 # -- playing the DynamoDB Streams event source mapping ------------------------------------------------------------
 
 
+def stream_arn(d: Deployment) -> str:
+    return str(d.settings.dynamodb().describe_table(TableName=d.names.usage_table)["Table"]["LatestStreamArn"])
+
+
 def stream_event(d: Deployment, expected: int) -> dict[str, Any]:
     """The usage stream's records, read with GetRecords from TRIM_HORIZON, as one Lambda DynamoDB event.
 
-    `expected` records must be there: the test wrote them, and an open shard can answer empty before it has them.
+    `expected` records must be there: the test wrote them, and an open shard can answer empty before it has them. The
+    event is the one a mapping with a tumbling window delivers: it names the shard (`shardId`) and a window.
     """
-    ddb = d.settings.dynamodb()
     streams = d.settings.streams()
-    stream_arn = ddb.describe_table(TableName=d.names.usage_table)["Table"]["LatestStreamArn"]
+    arn = stream_arn(d)
     by_shard: dict[str, list[Any]] = {}
 
     def read_all() -> bool:
         by_shard.clear()
-        for shard in streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]:
+        for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
             iterator = streams.get_shard_iterator(
-                StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+                StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
             ).get("ShardIterator")
             records: list[Any] = []
             for _ in range(20):
@@ -233,7 +238,7 @@ def stream_event(d: Deployment, expected: int) -> dict[str, Any]:
     eventually(read_all, timeout_s=10, interval_s=0.2)
     # A Lambda batch comes from one shard; a fresh table's stream has one.
     assert len(by_shard) == 1, f"records spread over shards {list(by_shard)}"
-    [records] = by_shard.values()
+    [(shard_id, records)] = by_shard.items()
     assert len(records) == expected
     lambda_records = [
         {
@@ -246,11 +251,27 @@ def stream_event(d: Deployment, expected: int) -> dict[str, Any]:
                 **{k: v for k, v in r["dynamodb"].items() if k != "ApproximateCreationDateTime"},
                 "ApproximateCreationDateTime": r["dynamodb"]["ApproximateCreationDateTime"].timestamp(),
             },
-            "eventSourceARN": stream_arn,
+            "eventSourceARN": arn,
         }
         for r in records
     ]
-    return dict(json.loads(json.dumps({"Records": lambda_records})))
+    window_start = datetime.now(UTC).replace(second=0, microsecond=0)
+    window = {"start": window_start.isoformat(), "end": (window_start + timedelta(minutes=1)).isoformat()}
+    shaped = {
+        "Records": lambda_records,
+        "shardId": shard_id,
+        "eventSourceARN": arn,
+        "window": window,
+        "state": {},
+        "isFinalInvokeForWindow": False,
+        "isWindowTerminatedEarly": False,
+    }
+    return dict(json.loads(json.dumps(shaped)))
+
+
+def batch(event: dict[str, Any], start: int, end: int | None = None) -> dict[str, Any]:
+    """The same event cut to records[start:end]: a batch with other bounds, as a retry or a new mapping may bring."""
+    return {**event, "Records": event["Records"][start:end]}
 
 
 def write_usage(d: Deployment, records: list[UsageRecord]) -> None:
@@ -290,10 +311,6 @@ def aggregates(d: Deployment, org_id: str, day: str) -> dict[str, dict[str, Any]
 
 def all_aggregates(d: Deployment) -> list[dict[str, Any]]:
     return [plain(i) for i in scan_items(d.settings.dynamodb(), d.names.aggregates_table)]
-
-
-def markers(d: Deployment) -> list[dict[str, Any]]:
-    return [plain(i) for i in scan_items(d.settings.dynamodb(), d.names.checkpoints_table)]
 
 
 def expected_totals(records: list[UsageRecord]) -> dict[str, int]:
@@ -362,7 +379,12 @@ def test_poison_and_unpriceable_events_go_to_the_dead_letter_queue_and_are_not_f
     assert queue_depth(deployment, deployment.queue_url) == 0
 
 
-def test_a_transient_failure_is_reported_and_the_redelivered_record_is_written_once(deployment: Deployment) -> None:
+def test_a_transient_failure_is_reported_and_the_redelivered_record_is_written_once(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A 1 s back-off after a first delivery, far below the queue's 30 s visibility timeout: the record comes back
+    # within seconds only if the handler set its visibility itself.
+    monkeypatch.setenv("CK_WORKER_RETRY_BASE_S", "1")
     org_id = provision_org(deployment.settings)
     retried = event(org_id, "premium", 2000, 200)
     poison = "{not json"
@@ -377,7 +399,11 @@ def test_a_transient_failure_is_reported_and_the_redelivered_record_is_written_o
     response = workers.lambda_handler.handler(first, None)
     # Only the retryable record is reported; the poison one is settled by forwarding, in the same batch.
     assert response == {"batchItemFailures": [{"itemIdentifier": retried_id}]}
-    settle_like_the_mapping(deployment, first, response)
+    # The mapping deletes what was not reported, and leaves the reported record as the handler left it.
+    sqs = deployment.settings.sqs()
+    for record in first["Records"]:
+        if record["messageId"] != retried_id:
+            sqs.delete_message(QueueUrl=deployment.queue_url, ReceiptHandle=record["receiptHandle"])
     [letter] = dead_letters(deployment, 1)
     assert letter["body"] == poison
 
@@ -395,7 +421,57 @@ def test_a_transient_failure_is_reported_and_the_redelivered_record_is_written_o
     assert queue_depth(deployment, deployment.queue_url) == 0
 
 
+def test_an_event_queued_before_its_label_was_removed_still_prices_with_its_price_then(
+    deployment: Deployment,
+) -> None:
+    org_id = provision_org(deployment.settings)
+    queued = event(org_id, "standard", 10_000, 1_000)
+    send(deployment, [encode([queued])])
+    # The admin removes the label while the event waits on the queue.
+    without_standard = org_settings()
+    del without_standard["models"]["standard"]
+    without_standard["model_ordering"].remove("standard")
+    del without_standard["daily_quotas_usd_micros"]["standard"]
+
+    async def remove_label() -> int:
+        async with open_async_clients(deployment.settings) as clients:
+            catalog = CatalogStore(clients.dynamodb, deployment.settings.names.config_table, cache_ttl_s=0)
+            org, _ = await catalog.put_org(org_id, OrgSettings.model_validate(without_standard))
+            return org.price_version
+
+    assert asyncio.run(remove_label()) == 2
+    sqs_event = receive_sqs_event(deployment, 1)
+    assert workers.lambda_handler.handler(sqs_event, None) == {"batchItemFailures": []}
+    [item] = usage_items(deployment, org_id).values()
+    # Priced from the price history, as the label was priced when the call was made: not a dead letter.
+    assert (item["price_version"], item["cost_usd_micros"]) == (1, price(10_000, 1_000, *STANDARD))
+    assert queue_depth(deployment, deployment.dlq_url) == 0
+
+
 # -- aggregator ----------------------------------------------------------------------------------------------------
+
+ANSWER: dict[str, Any] = {"state": {}, "batchItemFailures": []}
+
+
+def checkpoint_of(d: Deployment, shard_id: str) -> dict[str, Any]:
+    [item] = [c for c in checkpoints(d) if c["shard_id"] == shard_id]
+    return item
+
+
+def checkpoints(d: Deployment) -> list[dict[str, Any]]:
+    return [plain(i) for i in scan_items(d.settings.dynamodb(), d.names.checkpoints_table)]
+
+
+def assert_exact(d: Deployment, records: list[UsageRecord]) -> None:
+    """Every aggregate equals the sum of exactly the usage records of its key, and no other aggregate exists."""
+    expected: dict[tuple[str, str, str, str], list[UsageRecord]] = {}
+    for r in records:
+        k = r.aggregate_key
+        expected.setdefault((k.org_id, k.day, k.app_id, k.model_label), []).append(r)
+    rows = {(row["org_id"], row["day"], row["app_id"], row["model_label"]): row for row in all_aggregates(d)}
+    assert set(rows) == set(expected)
+    for key, contributing in expected.items():
+        assert totals_of(rows[key]) == expected_totals(contributing), key
 
 
 def test_aggregator_handler_applied_twice_to_the_same_batch_counts_once(deployment: Deployment) -> None:
@@ -405,64 +481,83 @@ def test_aggregator_handler_applied_twice_to_the_same_batch_counts_once(deployme
         usage_record(org_id, "standard", 1000 + i, 50, today) for i in range(2)
     ]
     write_usage(deployment, records)
-    batch = stream_event(deployment, len(records))
+    event = stream_event(deployment, len(records))
 
-    before = time.time()
-    aggregator.lambda_handler.handler(batch, None)
-    aggregator.lambda_handler.handler(batch, None)  # Lambda's retry of the same batch
+    assert aggregator.lambda_handler.handler(event, None) == ANSWER
+    assert aggregator.lambda_handler.handler(event, None) == ANSWER  # Lambda's retry of the same batch
 
     day = today.date().isoformat()
     rows = aggregates(deployment, org_id, day)
     assert set(rows) == {"premium", "standard"}
     for label in rows:
         assert totals_of(rows[label]) == expected_totals([r for r in records if r.model_label == label])
-    [marker] = markers(deployment)
-    assert marker["first_sequence_number"] == batch["Records"][0]["dynamodb"]["SequenceNumber"]
-    assert marker["last_sequence_number"] == batch["Records"][-1]["dynamodb"]["SequenceNumber"]
-    assert marker["stream_arn"] == batch["Records"][0]["eventSourceARN"]
-    # Kept beyond the stream's retention, so any retry of the batch still finds it; then expired by TTL.
-    assert marker["expires_at"] > before + STREAM_RETENTION_S
+    # Each aggregate remembers the last record of the shard it counted; the shard's checkpoint is past the batch.
+    last = event["Records"][-1]["dynamodb"]["SequenceNumber"]
+    assert rows["standard"][f"applied#{event['shardId']}"] == last.rjust(40, "0")
+    checkpoint = checkpoint_of(deployment, event["shardId"])
+    assert checkpoint["sequence_number"] == last
+    assert checkpoint["stream_arn"] == event["eventSourceARN"]
 
 
-def test_each_run_of_a_batch_and_each_later_batch_applies_exactly_once(deployment: Deployment) -> None:
+def test_overlapping_and_differently_bounded_batches_then_a_full_replay_count_each_record_once(
+    deployment: Deployment,
+) -> None:
     org_id = str(uuid.uuid4())
-    # One record per org-local day: every record is an aggregate key of its own, so a batch of all of them is
-    # committed in two runs, the first of exactly MAX_AGGREGATES_PER_TRANSACTION records.
-    start = datetime(2025, 1, 1, 12, tzinfo=UTC)
-    records = [
-        usage_record(org_id, "premium", 10 + i, 1, start + timedelta(days=i))
-        for i in range(MAX_AGGREGATES_PER_TRANSACTION + 21)
-    ]
+    today = datetime.now(UTC)
+    labels = ["premium", "standard"]
+    records = [usage_record(org_id, labels[i % 2], 10 + i, 1 + i % 7, today) for i in range(120)]
     write_usage(deployment, records)
-    full = stream_event(deployment, len(records))
-    first_run = {"Records": full["Records"][:MAX_AGGREGATES_PER_TRANSACTION]}
+    event = stream_event(deployment, len(records))
 
-    def counts_by_day() -> dict[str, int]:
-        return {row["day"]: int(row["request_count"]) for row in all_aggregates(deployment)}
+    # A batch fails after counting some keys and is retried as it was; then Lambda's batches shift: a BatchSize
+    # change, a bisection, a batch cut at other records than the first attempt.
+    done = 0
+    for start, end in [(0, 40), (0, 40), (25, 70), (60, 61), (50, 95), (95, 120), (90, 120)]:
+        assert aggregator.lambda_handler.handler(batch(event, start, end), None) == ANSWER
+        done = max(done, end)
+        assert_exact(deployment, records[:done])
+    assert done == len(records)
+    # A new mapping from TRIM_HORIZON (the function redeployed with a new event source) reads it all again.
+    aggregator.lambda_handler.handler(event, None)
+    assert_exact(deployment, records)
+    assert (
+        checkpoint_of(deployment, event["shardId"])["sequence_number"]
+        == event["Records"][-1]["dynamodb"]["SequenceNumber"]
+    )
 
-    # An earlier attempt committed the first run of the batch, then failed: the retry of the full batch skips that
-    # run by its marker and applies the second.
-    aggregator.lambda_handler.handler(first_run, None)
-    assert counts_by_day() == {r.aggregate_key.day: 1 for r in records[:MAX_AGGREGATES_PER_TRANSACTION]}
-    aggregator.lambda_handler.handler(full, None)
-    once = {r.aggregate_key.day: 1 for r in records}
-    assert counts_by_day() == once
-    assert len(markers(deployment)) == 2
-    aggregator.lambda_handler.handler(full, None)
-    assert counts_by_day() == once
 
-    # The next batch holds later records only: other sequence numbers, so it applies, on days counted already.
-    later = [usage_record(org_id, "premium", 5000 + i, 7, start + timedelta(days=i)) for i in range(5)]
+def test_a_replay_with_later_records_counts_only_the_later_ones_on_every_key(deployment: Deployment) -> None:
+    org_id = str(uuid.uuid4())
+    # One record per org-local day: 150 aggregate keys in one batch, more than one transaction could ever hold.
+    start = datetime(2025, 1, 1, 12, tzinfo=UTC)
+    records = [usage_record(org_id, "premium", 10 + i, 1, start + timedelta(days=i)) for i in range(150)]
+    write_usage(deployment, records)
+    first = stream_event(deployment, len(records))
+    aggregator.lambda_handler.handler(batch(first, 0, 99), None)
+    assert_exact(deployment, records[:99])
+
+    later = [usage_record(org_id, "premium", 5000 + i, 7, start + timedelta(days=2 * i)) for i in range(60)]
     write_usage(deployment, later)
-    next_batch = {"Records": stream_event(deployment, len(records) + len(later))["Records"][len(records) :]}
-    aggregator.lambda_handler.handler(next_batch, None)
-    aggregator.lambda_handler.handler(next_batch, None)
-    twice = {r.aggregate_key.day for r in later}
-    assert counts_by_day() == {day: 2 if day in twice else 1 for day in once}
-    for row in all_aggregates(deployment):
-        contributing = [r for r in records + later if r.aggregate_key.day == row["day"]]
-        assert totals_of(row) == expected_totals(contributing)
-    assert len(markers(deployment)) == 3
+    everything = stream_event(deployment, len(records) + len(later))
+    # The retry brings the whole first batch and the later records at once.
+    aggregator.lambda_handler.handler(everything, None)
+    assert_exact(deployment, records + later)
+    aggregator.lambda_handler.handler(batch(everything, 120), None)
+    assert_exact(deployment, records + later)
+
+
+def test_an_event_without_its_shard_is_refused_and_counts_nothing(deployment: Deployment) -> None:
+    org_id = str(uuid.uuid4())
+    records = [usage_record(org_id, "premium", 100, 10, datetime.now(UTC))]
+    write_usage(deployment, records)
+    event = stream_event(deployment, 1)
+    # A mapping without a tumbling window: Lambda's event names no shard. Refusing it keeps the batch on the stream
+    # (and the mapping's IteratorAge growing) instead of counting under a guessed guard.
+    with pytest.raises(aggregator.lambda_handler.ShardNotNamed):
+        aggregator.lambda_handler.handler({"Records": event["Records"]}, None)
+    assert all_aggregates(deployment) == []
+    # A window's last invocation can carry no records at all: nothing to do, and the answer Lambda needs.
+    assert aggregator.lambda_handler.handler({**event, "Records": [], "isFinalInvokeForWindow": True}, None) == ANSWER
 
 
 def test_worker_then_aggregator_handlers_turn_queue_messages_into_exact_aggregates(deployment: Deployment) -> None:
@@ -477,3 +572,51 @@ def test_worker_then_aggregator_handlers_turn_queue_messages_into_exact_aggregat
     row = aggregates(deployment, org_id, day)["premium"]
     assert int(row["request_count"]) == 12
     assert int(row["cost_usd_micros"]) == sum(price(1234 + i, 567, *PREMIUM) for i in range(12))
+
+
+def test_the_lambda_and_the_long_running_aggregator_on_one_stream_count_each_record_once(
+    deployment: Deployment, log_dir: Path
+) -> None:
+    org_id = str(uuid.uuid4())
+    today = datetime.now(UTC)
+    labels = ["premium", "standard", "economy"]
+    records = [usage_record(org_id, labels[i % 3], 100 + i, 3 + i % 11, today) for i in range(300)]
+    write_usage(deployment, records)
+    stats_file = log_dir / f"both-modes-{secrets.token_hex(3)}.json"
+    consumer = PipelineProcess(
+        "aggregator",
+        pipeline_env(
+            deployment.settings, CK_AGGREGATOR_RECORDS_PER_READ="40", CK_AGGREGATOR_STATS_FILE=str(stats_file)
+        ),
+        log_dir / "aggregator-both-modes.log",
+    )
+    consumer.start()
+    try:
+        # The consumer has counted some of the shard when a Lambda mapping starts on it from TRIM_HORIZON, in
+        # batches of 37 against the consumer's 40, while more usage arrives for both.
+        eventually(lambda: checkpoints(deployment), timeout_s=30, interval_s=0.2)
+        for round_ in range(3):
+            event = stream_event(deployment, len(records))
+            for start in range(0, len(records), 37):
+                assert aggregator.lambda_handler.handler(batch(event, start, start + 37), None) == ANSWER
+            more = [usage_record(org_id, labels[i % 3], 7 * i, round_ + 1, today) for i in range(60)]
+            write_usage(deployment, more)
+            records += more
+        assert consumer.alive()
+
+        def consumer_done() -> bool:
+            checkpoint = checkpoints(deployment)
+            last = stream_event(deployment, len(records))["Records"][-1]["dynamodb"]["SequenceNumber"]
+            return bool(checkpoint) and checkpoint[0]["sequence_number"] == last
+
+        # The last 60 records are the consumer's alone; then the Lambda reads everything once more.
+        eventually(consumer_done, timeout_s=60, interval_s=0.5)
+        aggregator.lambda_handler.handler(stream_event(deployment, len(records)), None)
+    finally:
+        consumer.stop()
+    assert_exact(deployment, records)
+    stats = read_stats(stats_file)
+    # The consumer read at least the records only it was given, without an error.
+    read = stats["records_read"]
+    assert isinstance(read, int) and read >= 60
+    assert stats["errors"] == 0

@@ -28,6 +28,12 @@ PREMIUM = (3_000_000, 15_000_000)
 QUOTAS = {"premium": 1_000_000, "standard": 500_000, "economy": 100_000}
 
 
+def walk_settings(**kwargs: Any) -> dict[str, Any]:
+    """These walks spend a quota in a few large events, beyond the default per-event cap: the org raises its cap, as
+    an org with such calls would (catalog/token_caps.py)."""
+    return {**org_settings(**kwargs), "max_tokens_per_event": {"input_tokens": 10**9}}
+
+
 class Walk:
     """One org's spend and selections, as its apps see them."""
 
@@ -80,7 +86,7 @@ def seconds_to_local_midnight(timezone: str) -> float:
 def test_org_scope_walk_from_token_to_quota_exceeded(http: httpx.Client) -> None:
     timezone = midday_timezone()
     tenant = provision(
-        http, org=org_settings(timezone=timezone), app={"daily_quotas_usd_micros": {"standard": 400_000}}
+        http, org=walk_settings(timezone=timezone), app={"daily_quotas_usd_micros": {"standard": 400_000}}
     )
     two_secret = add_app(http, tenant.org_id, "app-two")
     walk = Walk(http, tenant)
@@ -120,7 +126,7 @@ def test_org_scope_walk_from_token_to_quota_exceeded(http: httpx.Client) -> None
     assert status(body, "premium")["available"] is False
 
     # The org raises the premium quota the same day: app-one stays on standard (sticky) although premium has room.
-    raised = org_settings(timezone=timezone, quotas={**QUOTAS, "premium": 50_000_000})
+    raised = walk_settings(timezone=timezone, quotas={**QUOTAS, "premium": 50_000_000})
     assert http.put(f"/api/v1/orgs/{tenant.org_id}", json=raised, headers=ADMIN).status_code == 200
     body = read_when(http, f"{tenant.app_path}/model-selection", one, lambda b: status(b, "premium")["available"])
     assert (body["model_label"], body["position"], body["fallback"]) == ("standard", 1, True)
@@ -156,7 +162,7 @@ def test_org_scope_walk_from_token_to_quota_exceeded(http: httpx.Client) -> None
 def test_app_scope_caps_each_app_on_its_own_spend(http: httpx.Client) -> None:
     tenant = provision(
         http,
-        org=org_settings(timezone=midday_timezone(), scope="APP"),
+        org=walk_settings(timezone=midday_timezone(), scope="APP"),
         app={"daily_quotas_usd_micros": {"premium": 200_000}},
     )
     two_secret = add_app(http, tenant.org_id, "app-two")

@@ -157,22 +157,33 @@ def test_aggregates_fall_on_the_org_local_day(http: httpx.Client, aws_settings: 
     assert item["org_timezone"] == "Pacific/Kiritimati"
 
 
-def test_a_price_change_prices_later_usage_with_the_new_version(http: httpx.Client, aws_settings: AwsSettings) -> None:
+def test_usage_is_priced_with_the_prices_in_force_at_its_timestamp(
+    http: httpx.Client, aws_settings: AwsSettings
+) -> None:
     tenant = provision(http)
     headers = tenant.app_headers()
-    assert (
-        http.post(f"{tenant.app_path}/usage", json=usage("economy", 1_000_000, 0), headers=headers).status_code == 202
-    )
+
+    def post(label: str, timestamp: datetime) -> None:
+        event = {**usage(label, 1_000_000, 0), "timestamp": timestamp.isoformat()}
+        r = http.post(f"{tenant.app_path}/usage", json=event, headers=headers)
+        assert r.status_code == 202, r.text
+
+    before_change = datetime.now(UTC)
+    post("economy", before_change)
     wait_idle(aws_settings)
     doubled = org_settings()
     doubled["models"]["economy"]["prices"]["input_per_mtok_usd_micros"] = 70_000
     r = http.put(f"/api/v1/orgs/{tenant.org_id}", json=doubled, headers={"X-API-Key": ADMIN_KEY})
     assert r.status_code == 200 and r.json()["price_version"] == 2
-    time.sleep(0.6)  # the worker's catalog cache (0.5 s in tests)
-    assert (
-        http.post(f"{tenant.app_path}/usage", json=usage("economy", 1_000_000, 0), headers=headers).status_code == 202
-    )
+    # In force after the notice period (1 s in tests, 5 minutes by default), when every worker has read it.
+    effective_from = datetime.fromisoformat(r.json()["prices_effective_from"])
+    assert effective_from > before_change
+    # A call made before the change, reported after it (a backlog, a retry, a redrive): the old price.
+    post("economy", before_change + timedelta(milliseconds=1))
+    while datetime.now(UTC) <= effective_from:
+        time.sleep(0.1)
+    post("economy", datetime.now(UTC))
     wait_idle(aws_settings)
-    items = sorted(usage_items(aws_settings, tenant.org_id), key=lambda i: i["price_version"])
-    assert [(i["price_version"], i["cost_usd_micros"]) for i in items] == [(1, 35_000), (2, 70_000)]
-    assert model_row(app_today(http, tenant, headers), "economy")["cost_usd_micros"] == 105_000
+    items = sorted(usage_items(aws_settings, tenant.org_id), key=lambda i: (i["price_version"], i["timestamp"]))
+    assert [(i["price_version"], i["cost_usd_micros"]) for i in items] == [(1, 35_000), (1, 35_000), (2, 70_000)]
+    assert model_row(app_today(http, tenant, headers), "economy")["cost_usd_micros"] == 140_000

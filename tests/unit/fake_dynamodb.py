@@ -1,9 +1,12 @@
-"""An in-memory stand-in for the few DynamoDB calls the aggregator's commit logic makes. Unit tests only.
+"""An in-memory stand-in for the few DynamoDB calls the aggregator's counting and checkpoints (and the revocation
+store's conditional puts) make. Unit tests only.
 
-It implements exactly the semantics that logic relies on, as DynamoDB documents them: a transaction is all or
-nothing and, when cancelled, reports a reason per item in request order; a condition is checked against the item as
-it was before the request; ADD on a missing attribute starts from 0. Conditions understood: attribute_not_exists(x)
-and `x = :value`. The integration tests run the same code against DynamoDB Local.
+It implements exactly the semantics that logic relies on, as DynamoDB documents them: an update's condition is checked
+against the item as it was before the request, and a refused one raises ConditionalCheckFailedException carrying the
+item when ReturnValuesOnConditionCheckFailure is ALL_OLD; ADD on a missing attribute starts from 0; strings compare
+by their characters. Expressions understood: `SET a = :v, ...` and `ADD a :v, ...` clauses; conditions made of
+attribute_exists(x), attribute_not_exists(x), `x = :v` and `x < :v`, joined by AND / OR (AND binding tighter), with
+#names. The integration tests run the same code against DynamoDB Local.
 """
 
 from __future__ import annotations
@@ -17,8 +20,21 @@ Key = tuple[str, str, str]
 
 
 class ConditionalCheckFailedException(ClientError):
+    def __init__(self, item: dict[str, Any] | None = None) -> None:
+        response: dict[str, Any] = {"Error": {"Code": "ConditionalCheckFailedException", "Message": "failed"}}
+        if item is not None:
+            response["Item"] = item
+        super().__init__(response, "UpdateItem")  # type: ignore[arg-type]
+
+
+class Unavailable(ClientError):
     def __init__(self) -> None:
-        super().__init__({"Error": {"Code": "ConditionalCheckFailedException", "Message": "failed"}}, "PutItem")
+        super().__init__({"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, "UpdateItem")
+
+
+def _value(value: dict[str, Any]) -> Any:
+    [(kind, raw)] = value.items()
+    return int(raw) if kind == "N" else raw
 
 
 class FakeDynamoDB:
@@ -28,71 +44,89 @@ class FakeDynamoDB:
     def __init__(self) -> None:
         self.items: dict[Key, dict[str, Any]] = {}
         self.requests = 0
-        # Set to make the next transaction fail on an item for a reason other than its condition (throttling, say).
-        self.fail_next_transaction_at: int | None = None
+        # Set to make that many of the next updates fail for a reason other than their condition (an outage, say).
+        self.fail_next_updates = 0
+        # Each called before one update (in turn): lets a test play a second writer between a read and a write.
+        self.before_update: list[Any] = []
 
     @staticmethod
     def _key(table: str, key: dict[str, Any]) -> Key:
         return table, key["pk"]["S"], key.get("sk", {}).get("S", "")
 
-    def _holds(self, request: dict[str, Any], key: Key) -> bool:
+    @staticmethod
+    def _name(token: str, names: dict[str, str]) -> str:
+        return names.get(token, token)
+
+    def _holds(self, request: dict[str, Any], item: dict[str, Any]) -> bool:
         condition = request.get("ConditionExpression")
         if condition is None:
             return True
-        item = self.items.get(key, {})
-        if m := re.fullmatch(r"attribute_not_exists\((\w+)\)", condition):
-            return m.group(1) not in item
-        if m := re.fullmatch(r"(\w+) = (:\w+)", condition):
-            return bool(item.get(m.group(1)) == request["ExpressionAttributeValues"][m.group(2)])
-        raise NotImplementedError(condition)
+        names = request.get("ExpressionAttributeNames", {})
+        values = request.get("ExpressionAttributeValues", {})
 
-    def _apply_put(self, put: dict[str, Any]) -> None:
-        self.items[self._key(put["TableName"], put["Item"])] = dict(put["Item"])
+        def atom(text: str) -> bool:
+            text = text.strip()
+            if m := re.fullmatch(r"attribute_not_exists\(([#\w]+)\)", text):
+                return self._name(m.group(1), names) not in item
+            if m := re.fullmatch(r"attribute_exists\(([#\w]+)\)", text):
+                return self._name(m.group(1), names) in item
+            if m := re.fullmatch(r"([#\w]+) (=|<) (:\w+)", text):
+                name = self._name(m.group(1), names)
+                if name not in item:
+                    return False
+                left, right = _value(item[name]), _value(values[m.group(3)])
+                return bool(left == right) if m.group(2) == "=" else bool(left < right)
+            raise NotImplementedError(text)
 
-    def _apply_update(self, update: dict[str, Any]) -> None:
-        key = self._key(update["TableName"], update["Key"])
-        item = self.items.setdefault(key, dict(update["Key"]))
-        values = update["ExpressionAttributeValues"]
-        adds = update["UpdateExpression"].removeprefix("ADD ").split(" SET ")[0]
-        for clause in adds.split(", "):
-            name, placeholder = clause.split(" ")
-            item[name] = {"N": str(int(item.get(name, {"N": "0"})["N"]) + int(values[placeholder]["N"]))}
+        return any(all(atom(a) for a in part.split(" AND ")) for part in condition.split(" OR "))
+
+    def _apply_update(self, request: dict[str, Any], item: dict[str, Any]) -> None:
+        names = request.get("ExpressionAttributeNames", {})
+        values = request["ExpressionAttributeValues"]
+        for verb, clause in re.findall(r"(SET|ADD) (.*?)(?= SET | ADD |$)", request["UpdateExpression"]):
+            for part in clause.split(", "):
+                if verb == "SET":
+                    name, placeholder = (t.strip() for t in part.split(" = "))
+                    item[self._name(name, names)] = values[placeholder]
+                else:
+                    name, placeholder = part.split(" ")
+                    name = self._name(name, names)
+                    total = int(item.get(name, {"N": "0"})["N"]) + int(values[placeholder]["N"])
+                    item[name] = {"N": str(total)}
 
     async def get_item(self, TableName: str, Key: dict[str, Any], **_: Any) -> dict[str, Any]:
         self.requests += 1
         item = self.items.get(self._key(TableName, Key))
         return {"Item": dict(item)} if item else {}
 
-    async def put_item(self, **put: Any) -> dict[str, Any]:
+    async def update_item(self, **request: Any) -> dict[str, Any]:
         self.requests += 1
-        if not self._holds(put, self._key(put["TableName"], put["Item"])):
-            raise ConditionalCheckFailedException()
-        self._apply_put(put)
+        if self.before_update:
+            self.before_update.pop(0)()
+        if self.fail_next_updates:
+            self.fail_next_updates -= 1
+            raise Unavailable()
+        key = self._key(request["TableName"], request["Key"])
+        current = self.items.get(key)
+        if not self._holds(request, current or {}):
+            returned = dict(current) if current and request.get("ReturnValuesOnConditionCheckFailure") else None
+            raise ConditionalCheckFailedException(returned)
+        item = dict(current) if current else dict(request["Key"])
+        self._apply_update(request, item)
+        self.items[key] = item
         return {}
 
-    async def transact_write_items(self, TransactItems: list[dict[str, Any]]) -> dict[str, Any]:
+    async def put_item(self, **request: Any) -> dict[str, Any]:
+        """A whole item, written if its condition holds (the revocation store's conditional puts)."""
         self.requests += 1
-        reasons: list[dict[str, str]] = []
-        for index, entry in enumerate(TransactItems):
-            [(kind, request)] = entry.items()
-            key = self._key(request["TableName"], request["Item"] if kind == "Put" else request["Key"])
-            if index == self.fail_next_transaction_at:
-                reasons.append({"Code": "ThrottlingError"})
-            elif self._holds(request, key):
-                reasons.append({"Code": "None"})
-            else:
-                reasons.append({"Code": "ConditionalCheckFailed"})
-        self.fail_next_transaction_at = None
-        if any(reason["Code"] != "None" for reason in reasons):
-            response: dict[str, Any] = {
-                "Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
-                "CancellationReasons": reasons,
-            }
-            raise ClientError(response, "TransactWriteItems")  # type: ignore[arg-type]
-        for entry in TransactItems:
-            [(kind, request)] = entry.items()
-            self._apply_put(request) if kind == "Put" else self._apply_update(request)
+        key = self._key(request["TableName"], request["Item"])
+        if not self._holds(request, self.items.get(key) or {}):
+            raise ConditionalCheckFailedException()
+        self.items[key] = dict(request["Item"])
         return {}
+
+    def delete(self, table: str, key: dict[str, Any]) -> None:
+        self.items.pop(self._key(table, key), None)
 
     def counter(self, table: str, pk: str, sk: str, name: str) -> int:
         return int(self.items.get((table, pk, sk), {}).get(name, {"N": "0"})["N"])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from typing import Any
 
@@ -12,7 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aggregator.usage_record import UsageRecord
-from catalog.model import MAX_QUOTA_USD_MICROS, Prices
+from catalog.model import MAX_QUOTA_USD_MICROS, Org, Prices
+from catalog.price_history import HISTORY_KEEP_S, MAX_VERSIONS, PriceHistory
 from catalog.token_counts import TokenCounts
 from tests.unit.factories import ORG_ID, app, org, prices
 from workers import pricing
@@ -197,3 +198,68 @@ def test_price_event_rejects_a_label_the_org_no_longer_has() -> None:
     result = price_event(org(), app(), event, 0)
     assert isinstance(result, pricing.Rejected)
     assert result.event is event and result.reason == "UNKNOWN_MODEL_LABEL"
+
+
+# --- prices in force at the event's timestamp (catalog/price_history.py) ---------------------------------------------
+
+
+def history_org() -> Org:
+    """premium at $3/$15 since ever; from 12:00 at $6/$15 with economy removed; from 18:00 with nova added."""
+    base = org()
+    v1 = dict(base.settings.models)
+    doubled = {
+        **{k: v for k, v in v1.items() if k != "economy"},
+        "premium": v1["premium"].model_copy(update={"prices": prices(input_=6_000_000)}),
+    }
+    with_nova = {**doubled, "nova": v1["standard"].model_copy(update={"bedrock_model_id": "amazon.nova"})}
+    history = PriceHistory.first(1, v1)
+    history = history.changed(doubled, datetime(2024, 6, 15, 12, tzinfo=UTC), datetime(2024, 6, 15, 11, 55, tzinfo=UTC))
+    history = history.changed(
+        with_nova, datetime(2024, 6, 15, 18, tzinfo=UTC), datetime(2024, 6, 15, 17, 55, tzinfo=UTC)
+    )
+    settings = base.settings.model_copy(update={"models": with_nova})
+    return base.model_copy(update={"settings": settings, "price_version": 3, "price_history": history})
+
+
+def priced(label: str, hour: int, minute: int = 0) -> UsageRecord:
+    event = queued(label, input_tokens=1_000_000, timestamp=datetime(2024, 6, 15, hour, minute, tzinfo=UTC))
+    record = price_event(history_org(), app(), event, 0)
+    assert isinstance(record, UsageRecord)
+    return record
+
+
+def test_an_event_is_priced_with_the_version_in_force_at_its_timestamp() -> None:
+    # However late it is processed: a backlog or a redrive across the change prices it as its call was billed.
+    assert (priced("premium", 11, 59).price_version, priced("premium", 11, 59).cost_usd_micros) == (1, 3_000_000)
+    assert (priced("premium", 12).price_version, priced("premium", 12).cost_usd_micros) == (2, 6_000_000)
+    assert priced("premium", 23).price_version == 3
+
+
+def test_a_removed_label_keeps_pricing_its_events_from_before_the_removal() -> None:
+    assert (priced("economy", 11).price_version, priced("economy", 11).cost_usd_micros) == (1, 3_000_000)
+    # Queued before the removal took effect but timestamped after (clock skew): its last price.
+    assert priced("economy", 13).price_version == 1
+
+
+def test_a_label_added_within_the_notice_period_takes_its_first_price() -> None:
+    record = priced("nova", 17, 59)
+    assert (record.price_version, record.bedrock_model_id) == (3, "amazon.nova")
+
+
+def test_a_label_no_version_ever_had_is_still_refused() -> None:
+    result = price_event(history_org(), app(), queued("retired", input_tokens=5), 0)
+    assert isinstance(result, pricing.Rejected) and result.reason == "UNKNOWN_MODEL_LABEL"
+
+
+def test_history_keeps_versions_while_their_events_can_arrive_and_at_most_its_limit() -> None:
+    models = dict(org().settings.models)
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    history = PriceHistory.first(1, models)
+    for day in range(1, 40):
+        instant = start + timedelta(days=day)
+        history = history.changed(models, instant, instant)
+    # Versions whose successor took effect more than HISTORY_KEEP_S ago are gone; the one then in force stays.
+    assert history.in_force(start + timedelta(days=39) - timedelta(seconds=HISTORY_KEEP_S)).version >= 8
+    assert len(history.versions) <= MAX_VERSIONS
+    assert history.latest.version == 40
+    assert [v.version for v in history.versions] == sorted(v.version for v in history.versions)

@@ -1,4 +1,4 @@
-"""aggregator/rollup.py: stream records -> per-key deltas, and splitting a stream into transaction-sized runs."""
+"""aggregator/rollup.py: stream records -> per-key deltas, and the per-key runs one guarded update counts."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -20,7 +19,7 @@ NOON = datetime(2024, 6, 15, 12, 0, tzinfo=UTC)
 
 
 # The records below are raw stream records, as GetRecords and Lambda deliver them; the readers decode each once
-# (aggregator/stream_record.py) and roll up and chunk the decoded ones. These helpers do the same.
+# (aggregator/stream_record.py) and roll up the decoded ones. These helpers do the same.
 def rollup(records: list[Mapping[str, Any]]) -> dict[AggregateKey, Totals]:
     return decoded_rollup.rollup(decode_all(records))
 
@@ -31,10 +30,6 @@ def changes(record: Mapping[str, Any]) -> list[Change]:
 
 def malformed(records: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return [r for r in records if decode(r).malformed]
-
-
-def chunk_by_keys(records: list[Mapping[str, Any]], max_keys: int) -> list[list[Mapping[str, Any]]]:
-    return [[r.raw for r in run] for run in decoded_rollup.chunk_by_keys(decode_all(records), max_keys)]
 
 
 def totals_of(record: UsageRecord, sign: int = 1) -> Totals:
@@ -203,51 +198,6 @@ def test_totals_item_round_trip_and_merge() -> None:
     assert not Totals.of(request_count=-1).is_zero()
 
 
-# --- chunk_by_keys ------------------------------------------------------------------------------------------------
-
-
-def keys_of(records: list[Mapping[str, Any]]) -> set[AggregateKey]:
-    return {u.aggregate_key for r in records for _, u in changes(r)}
-
-
-@pytest.mark.parametrize("max_keys", [-1, 0, 1])
-def test_chunk_rejects_fewer_than_two_keys(max_keys: int) -> None:
-    with pytest.raises(ValueError, match="MODIFY"):
-        chunk_by_keys([insert(usage())], max_keys)
-
-
-def test_chunk_of_nothing_is_nothing() -> None:
-    assert chunk_by_keys([], 2) == []
-
-
-def test_chunk_splits_when_a_new_key_would_exceed_the_limit() -> None:
-    labels = ["a1", "a2", "a3", "a1", "a4", "a5"]
-    records = [insert(usage(model_label=label)) for label in labels]
-    runs = chunk_by_keys(records, 3)
-    # a1 a2 a3 a1 share three keys; a4 would be the fourth.
-    assert runs == [records[:4], records[4:]]
-
-
-def test_chunk_keeps_repeats_of_a_key_in_the_same_run() -> None:
-    records = [insert(usage()) for _ in range(50)]
-    assert chunk_by_keys(records, 2) == [records]
-
-
-def test_chunk_counts_both_keys_of_a_modify() -> None:
-    a = usage(model_label="premium")
-    b = with_changes(a, model_label="economy")
-    records = [insert(usage(model_label="standard")), modify(a, b)]
-    # standard + premium + economy = 3 keys: over a limit of 2, so the MODIFY starts a new run.
-    assert chunk_by_keys(records, 2) == [[records[0]], [records[1]]]
-    assert chunk_by_keys(records, 3) == [records]
-
-
-def test_chunk_lets_keyless_records_ride_along() -> None:
-    r = usage()
-    records = [remove(r), insert(usage(model_label="a1")), remove(r), insert(usage(model_label="a2")), remove(r)]
-    assert chunk_by_keys(records, 2) == [records]
-
-
 label_pool = st.sampled_from(["l1", "l2", "l3", "l4", "l5"])
 app_pool = st.sampled_from(["chatbot", "search"])
 day_pool = st.integers(min_value=0, max_value=2)
@@ -274,25 +224,15 @@ def stream_records(draw: st.DrawFn) -> Mapping[str, Any]:
     return remove(draw(usage_records()))
 
 
-@given(st.lists(stream_records(), max_size=40), st.integers(min_value=2, max_value=6))
-def test_chunk_properties(records: list[Mapping[str, Any]], max_keys: int) -> None:
-    runs = chunk_by_keys(records, max_keys)
-    # Every record exactly once, in stream order (identity, not equality: the same dict must not appear twice).
-    flat = [r for run in runs for r in run]
-    assert len(flat) == len(records)
-    assert all(a is b for a, b in zip(flat, records, strict=True))
-    assert all(run for run in runs)
-    for i, run in enumerate(runs):
-        assert len(keys_of(run)) <= max_keys
-        if i + 1 < len(runs):
-            # A run ends only because the next record would push it over the limit.
-            assert len(keys_of([*run, runs[i + 1][0]])) > max_keys
-    # Committing run by run adds up to the same deltas as the whole stream.
-    combined: dict[AggregateKey, Totals] = {}
+@given(st.lists(stream_records(), max_size=40))
+def test_key_runs_split_the_rollup_by_key_in_stream_order(records: list[Mapping[str, Any]]) -> None:
+    decoded = decode_all(records)
+    runs = decoded_rollup.key_runs(decoded)
+    assert [r.key for r in runs] == sorted({u.aggregate_key for r in decoded for _, u in r.changes})
     for run in runs:
-        for k, t in rollup(run).items():
-            combined.setdefault(k, Totals()).merge(t)
-    assert {k: t for k, t in combined.items() if not t.is_zero()} == rollup(records)
+        assert [s.position for s in run.steps] == sorted(s.position for s in run.steps)
+    # Each key's run adds up to that key's delta (a run that nets to zero is kept: its guard must move).
+    assert {r.key: r.totals() for r in runs if not r.totals().is_zero()} == rollup(records)
 
 
 def test_an_item_that_is_not_a_usage_record_is_skipped_and_reported() -> None:

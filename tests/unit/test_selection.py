@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from catalog.model import MAX_QUOTA_USD_MICROS
-from ingest_api.selection import Cap, LabelStatus, app_quota, label_caps, org_quota, select_model
+from ingest_api.selection import Cap, LabelStatus, app_quota, fail_safe, label_caps, org_quota, select_model
 from tests.unit.factories import app, org
 
 LABELS = ("premium", "standard", "economy")
@@ -259,3 +259,27 @@ def test_the_caps_of_a_selection_are_those_quotas() -> None:
     a = app(quotas={"premium": 30})
     caps = label_caps(o, a, "premium", {"premium": 60}, {"premium": 20})
     assert caps == (Cap("org", 60, 100), Cap("app", 20, 30))
+
+
+# --- failing safe while the counted spend lags ----------------------------------------------------------------------
+
+
+def test_a_normal_answer_degrades_to_tight_while_metering_lags_or_its_lag_is_unknown() -> None:
+    normal = select_model(org(quotas={"premium": 1000}), app(), {"premium": 10}, {})
+    assert normal.mode == "NORMAL"
+    assert fail_safe(normal, 0.4, max_lag_s=30) == (normal, False)
+    assert fail_safe(normal, 30.0, max_lag_s=30) == (normal, False)
+    for lag in (30.5, None):
+        degraded, is_degraded = fail_safe(normal, lag, max_lag_s=30)
+        assert is_degraded
+        assert degraded.mode == "TIGHT"
+        # The choice itself stands: the same label, the same caps; only how long it may be trusted changes.
+        assert (degraded.model_label, degraded.statuses) == (normal.model_label, normal.statuses)
+
+
+def test_tight_and_exhausted_answers_stay_what_they_are_when_degraded() -> None:
+    tight = select_model(org(quotas={"premium": 1000}), app(), {"premium": 990}, {})
+    exhausted = select_model(org(("premium",), quotas={"premium": 1000}), app(), {"premium": 1000}, {})
+    assert fail_safe(tight, None, 30) == (tight, True)
+    assert fail_safe(exhausted, 99.0, 30) == (exhausted, True)
+    assert exhausted.mode == "EXHAUSTED"

@@ -98,8 +98,17 @@ def test_each_table_of_resources_py_is_declared_alike(resources: dict[str, Any],
     if spec.has_sort_key:
         expected_keys.append({"AttributeName": "sk", "KeyType": "RANGE"})
         expected_attributes.append({"AttributeName": "sk", "AttributeType": "S"})
+    expected_attributes += [{"AttributeName": index.hash_key, "AttributeType": "S"} for index in spec.indexes]
     assert table["KeySchema"] == expected_keys
     assert table["AttributeDefinitions"] == expected_attributes
+    assert table.get("GlobalSecondaryIndexes", []) == [
+        {
+            "IndexName": index.name,
+            "KeySchema": [{"AttributeName": index.hash_key, "KeyType": "HASH"}],
+            "Projection": {"ProjectionType": "ALL"},
+        }
+        for index in spec.indexes
+    ]
     assert table["BillingMode"] == "PAY_PER_REQUEST"
     assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
     if spec.stream:
@@ -155,27 +164,19 @@ def test_worker_consumes_the_usage_queue_reporting_item_failures(resources: dict
     assert queue["VisibilityTimeout"] >= VISIBILITY_TIMEOUT_FACTOR * worker["Timeout"]
 
 
-def test_aggregator_follows_the_usage_stream_without_bisecting(resources: dict[str, Any]) -> None:
+def test_aggregator_follows_the_usage_stream_one_batch_per_shard_with_its_shard_id(resources: dict[str, Any]) -> None:
     usage_id, _ = named(resources, "AWS::DynamoDB::Table", "TableName", NAMES.usage_table)
     aggregator_id, _ = function_using(resources, "aggregator.lambda_handler.handler")
     mapping = mapping_of(resources, aggregator_id)
     assert mapping["EventSourceArn"] == {"Fn::GetAtt": [usage_id, "StreamArn"]}
+    # Nothing before the mapping's start goes uncounted: a new mapping reads everything the stream still holds.
     assert mapping["StartingPosition"] == "TRIM_HORIZON"
     assert mapping["BatchSize"] == 1000
     assert mapping["MaximumBatchingWindowInSeconds"] <= 5
-    # Batch markers are keyed by each run's first and last sequence number: a retry must carry the same records.
-    assert mapping["BisectBatchOnFunctionError"] is False
+    # Lambda names the batch's shard (`shardId`) only with a tumbling window; the guards are per shard.
+    assert 0 < mapping["TumblingWindowInSeconds"] <= 900
+    # One batch at a time per shard, in shard order: a key's applied position must never pass uncounted records.
     assert mapping["ParallelizationFactor"] == 1
-    assert "FunctionResponseTypes" not in mapping
-
-
-def test_batch_markers_outlive_the_stream_retention() -> None:
-    from aggregator.commit import MARKER_TTL_S
-
-    # A retry can carry a batch as long as its records stay in the stream; its markers must still be there.
-    assert MARKER_TTL_S > STREAM_RETENTION_S
-    checkpoints = next(s for s in table_specs(NAMES) if s.name == NAMES.checkpoints_table)
-    assert checkpoints.ttl
 
 
 def test_api_runs_on_fargate_with_its_secrets_from_secrets_manager(resources: dict[str, Any]) -> None:
@@ -237,8 +238,8 @@ def test_function_roles_touch_only_their_own_tables(resources: dict[str, Any]) -
     }
     aggregator = granted(function_using(resources, "aggregator.lambda_handler.handler")[1]["Role"]["Fn::GetAtt"][0])
     assert {t: a for t, a in aggregator.items() if t in tables.values()} == {
-        tables[NAMES.aggregates_table]: {"dynamodb:UpdateItem"},
-        tables[NAMES.checkpoints_table]: {"dynamodb:PutItem"},
+        tables[NAMES.aggregates_table]: {"dynamodb:UpdateItem", "dynamodb:GetItem"},
+        tables[NAMES.checkpoints_table]: {"dynamodb:UpdateItem", "dynamodb:GetItem"},
     }
 
 
@@ -310,3 +311,58 @@ def test_a_waf_rate_rule_guards_the_auth_routes_per_ip(resources: dict[str, Any]
     assert auth["AggregateKeyType"] == "IP"
     assert auth["ScopeDownStatement"]["ByteMatchStatement"]["PositionalConstraint"] == "STARTS_WITH"
     assert all("Block" in r["Action"] for r in rate_rules)
+
+
+def test_a_batch_the_aggregator_cannot_apply_is_described_and_skipped_within_the_streams_retention(
+    resources: dict[str, Any],
+) -> None:
+    aggregator_id, function = function_using(resources, "aggregator.lambda_handler.handler")
+    mapping = mapping_of(resources, aggregator_id)
+    # Bounded: skipped (and missing until reconcile) rather than holding its shard until the records are trimmed.
+    assert 60 <= mapping["MaximumRecordAgeInSeconds"] < STREAM_RETENTION_S
+    failures = mapping["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][0]
+    assert resources[failures]["Type"] == "AWS::SQS::Queue"
+    granted = [
+        s
+        for logical, s in statements(resources)
+        if logical == function["Role"]["Fn::GetAtt"][0] and s["Resource"] == {"Fn::GetAtt": [failures, "Arn"]}
+    ]
+    assert [s["Action"] for s in granted] == ["sqs:SendMessage"]
+
+
+def alarms(resources: dict[str, Any]) -> list[dict[str, Any]]:
+    return [r["Properties"] for r in of_type(resources, "AWS::CloudWatch::Alarm").values()]
+
+
+@pytest.mark.parametrize(
+    ("namespace", "metric", "target"),
+    [
+        ("AWS/SQS", "ApproximateAgeOfOldestMessage", NAMES.usage_queue),
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible", NAMES.dead_letter_queue),
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "${ResourcePrefix}aggregator-failures"),
+        ("AWS/Lambda", "IteratorAge", "aggregator.lambda_handler.handler"),
+        ("AWS/Lambda", "Errors", "aggregator.lambda_handler.handler"),
+        ("AWS/Lambda", "Errors", "workers.lambda_handler.handler"),
+        ("AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", "LoadBalancer"),
+    ],
+)
+def test_each_way_usage_can_go_uncounted_has_an_alarm_on_the_alarm_topic(
+    resources: dict[str, Any], namespace: str, metric: str, target: str
+) -> None:
+    if namespace == "AWS/SQS":
+        logical, _ = named(resources, "AWS::SQS::Queue", "QueueName", target)
+        dimension = {"Name": "QueueName", "Value": {"Fn::GetAtt": [logical, "QueueName"]}}
+    elif namespace == "AWS/Lambda":
+        logical, _ = function_using(resources, target)
+        dimension = {"Name": "FunctionName", "Value": {"Ref": logical}}
+    else:
+        dimension = {"Name": "LoadBalancer", "Value": {"Fn::GetAtt": [target, "LoadBalancerFullName"]}}
+    [topic] = of_type(resources, "AWS::SNS::Topic")
+    found = [
+        a
+        for a in alarms(resources)
+        if (a["Namespace"], a["MetricName"]) == (namespace, metric) and a["Dimensions"] == [dimension]
+    ]
+    assert len(found) == 1, (namespace, metric, target)
+    assert found[0]["AlarmActions"] == [{"Ref": topic}]
+    assert found[0]["TreatMissingData"] == "notBreaching"

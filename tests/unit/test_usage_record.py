@@ -131,3 +131,27 @@ def test_an_item_of_a_newer_version_is_not_read() -> None:
 
 def insert_image(item: dict[str, Any]) -> dict[str, Any]:
     return {"eventName": "INSERT", "dynamodb": {"NewImage": item, "SequenceNumber": "1"}}
+
+
+def test_items_are_indexed_by_org_local_day_in_buckets() -> None:
+    from aggregator.usage_record import DAY_BUCKETS, DAY_INDEX_ATTRIBUTE, bucket_of, day_bucket
+
+    # 23:30 in Los Angeles on the 15th is the 16th in UTC: the index key follows the org's day, as aggregates do.
+    record = usage(
+        timestamp=datetime(2024, 6, 16, 6, 30, tzinfo=UTC), org_timezone="America/Los_Angeles", request_id=REQUEST_ID
+    )
+    bucket = bucket_of(REQUEST_ID)
+    assert 0 <= bucket < DAY_BUCKETS
+    assert record.to_item()[DAY_INDEX_ATTRIBUTE] == {"S": day_bucket(ORG_ID, "2024-06-15", bucket)}
+    # Stable across processes and versions (written into items, queried by another process): CRC-32 of the id.
+    assert bucket == 4_104_489_504 % DAY_BUCKETS
+    spread = {bucket_of(f"00000000-0000-4000-8000-{i:012d}") for i in range(500)}
+    assert spread == set(range(DAY_BUCKETS))
+
+
+def test_an_item_of_version_3_without_its_index_key_still_reads() -> None:
+    record = usage()
+    item = record.to_item()
+    item["schema_version"] = {"N": "3"}
+    del item["day_bucket"]
+    assert UsageRecord.from_image(item) == record
