@@ -1,7 +1,7 @@
-"""Nothing lost silently: what may keep accepted usage out of the aggregates turns /health degraded and is exported.
+"""Nothing lost silently: what may keep usage out of the aggregates turns /health/deep degraded and is exported.
 
 An API on a prefix of its own, no worker and no aggregator: the test makes each condition by hand (a dead letter, a
-stream gap a reader recorded, records nobody counts) and reads /health and /metrics.
+stream gap a reader recorded, records nobody counts) and reads /health/deep and /metrics.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def watched(aws_settings: AwsSettings, log_dir: Path) -> Iterator[Pipeline]:
 
 
 def health(base_url: str) -> dict[str, Any]:
-    r = httpx.get(f"{base_url}/health", timeout=10)
+    r = httpx.get(f"{base_url}/health/deep", timeout=10)
     assert r.status_code == 200, r.text
     body: dict[str, Any] = r.json()
     return body

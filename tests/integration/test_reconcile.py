@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -31,11 +32,13 @@ from tests.integration.harness import (
     REPO,
     Pipeline,
     Tenant,
+    api_client,
     drop_resources,
     eventually,
     org_settings,
     price,
     provision,
+    side_pipeline,
     usage,
     wait_idle,
 )
@@ -131,8 +134,20 @@ def reconcile(pipeline: Pipeline, org_id: str, day: str, *extra: str) -> subproc
 
 
 def test_reconcile_repairs_deleted_and_corrupted_aggregates_while_usage_keeps_arriving(
-    api: httpx.Client, pipeline: Pipeline, aws_settings: AwsSettings
+    aws_settings: AwsSettings, log_dir: Path
 ) -> None:
+    # The aggregator at its deployed batch window (0.5 s): the session's commits every 50 ms to keep the suite quick,
+    # and a repair is refused (and the day planned again) whenever the aggregator counted on its key meanwhile.
+    with (
+        side_pipeline(
+            aws_settings, log_dir, "reconcile", ("api", "worker", "aggregator"), CK_AGGREGATOR_BATCH_WINDOW_S="0.5"
+        ) as pipeline,
+        api_client(pipeline.base_url) as api,
+    ):
+        repairs_while_usage_keeps_arriving(api, pipeline, pipeline.settings)
+
+
+def repairs_while_usage_keeps_arriving(api: httpx.Client, pipeline: Pipeline, aws_settings: AwsSettings) -> None:
     tenant = provision(api)
     day = datetime.now(UTC).date().isoformat()
     traffic = Traffic(tenant, random.Random(9))
