@@ -34,7 +34,6 @@ import os
 import random
 import secrets
 import signal
-import socket
 import sys
 import threading
 import time
@@ -48,7 +47,7 @@ from typing import Any
 
 import httpx
 
-from bench.ingest_benchmark import APP_ID, Tenant, check_totals, provision, read_aggregates
+from bench.ingest_benchmark import APP_ID, Tenant, check_totals, free_port, port_open, provision, read_aggregates
 from bench.load import run_load
 from bench.report import fmt, ms, percentile, table, verdict
 from bench.workload import LABELS, PlannedEvent, plan_requests
@@ -82,25 +81,13 @@ def log(message: str) -> None:
 # -- set-up ----------------------------------------------------------------------------------------------------------
 
 
-def _port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def fresh_emulator(external: bool) -> Iterator[None]:
     """An emulator of our own for one part, stopped after it (nothing when AWS_ENDPOINT_URL_* are set)."""
     if external:
         yield
         return
-    if any(_port_open(port) for port in (DYNAMODB_PORT, SQS_PORT)):
+    if any(port_open(port) for port in (DYNAMODB_PORT, SQS_PORT)):
         raise RuntimeError(f"ports {DYNAMODB_PORT}/{SQS_PORT} are taken: another benchmark is running?")
     cfg = emulator.EmulatorConfig(
         run_dir=RUN_DIR, cache_dir=emulator.default_cache_dir(), dynamodb_port=DYNAMODB_PORT, sqs_port=SQS_PORT
@@ -112,7 +99,7 @@ def fresh_emulator(external: bool) -> Iterator[None]:
     finally:
         emulator.stop(cfg, report=log)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and any(_port_open(port) for port in (DYNAMODB_PORT, SQS_PORT)):
+        while time.monotonic() < deadline and any(port_open(port) for port in (DYNAMODB_PORT, SQS_PORT)):
             time.sleep(0.1)
 
 

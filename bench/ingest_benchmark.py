@@ -132,11 +132,11 @@ def fresh_emulator(external: bool) -> Iterator[None]:
     finally:
         emulator.stop(cfg, report=lambda m: log(m))
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and any(_port_open(port) for port in (DYNAMODB_PORT, SQS_PORT)):
+        while time.monotonic() < deadline and any(port_open(port) for port in (DYNAMODB_PORT, SQS_PORT)):
             time.sleep(0.1)
 
 
-def _port_open(port: int) -> bool:
+def port_open(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.2)
         return sock.connect_ex(("127.0.0.1", port)) == 0
