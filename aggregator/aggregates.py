@@ -14,9 +14,12 @@ this key from a first to a last position (aggregator/stream_record.py position),
 `applied#{shard_id}`, the last position of that shard already counted here, being below the first; it sets it to the
 last. Readers of one shard go in shard order, so whatever replays a record (a retried or differently bounded Lambda
 batch, a new mapping from TRIM_HORIZON, a restarted reader, the Lambda and the long-running aggregator at once) finds
-it counted and skips it. `revision` counts the item's updates, so a repair (aggregator/reconcile.py) can be made
-conditional on nothing having been applied since it looked. Version 1 (no schema_version) had neither; it reads alike,
-and its first guarded update adds them.
+it counted and skips it. Version 1 (no schema_version) had no positions; it reads alike, and its first guarded update
+adds them.
+
+A correction (aggregator/reconcile.py) ADDs the difference between what an aggregate holds and what the usage items
+say it should, so counting by the aggregator goes on around it; `corrections` counts them, and each is conditional on
+the count it was computed from, so two reconciles at once cannot apply one difference twice.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ __all__ = [
 
 SCHEMA_VERSION = 2
 APPLIED_PREFIX = "applied#"
-REVISION = "revision"
+CORRECTIONS = "corrections"
 COST = "cost_usd_micros"
 # Day partitions read at once by a multi-day read: enough to hide round trips, few enough that one range read (up to
 # a quarter of a year) or one dashboard cannot flood the table.
@@ -229,9 +232,9 @@ def aggregate_update(
     update: dict[str, Any] = {
         "TableName": table,
         "Key": key.item_key(),
-        "UpdateExpression": f"ADD {adds}, #rev :one SET {sets}",
-        "ExpressionAttributeNames": {"#day": "day", "#rev": REVISION},
-        "ExpressionAttributeValues": {**values, **key_values, ":one": {"N": "1"}},
+        "UpdateExpression": f"ADD {adds} SET {sets}",
+        "ExpressionAttributeNames": {"#day": "day"},
+        "ExpressionAttributeValues": {**values, **key_values},
     }
     if guard is not None:
         update["UpdateExpression"] += ", #applied = :last"
@@ -249,56 +252,62 @@ class AggregateState:
 
     totals: Totals
     applied: dict[str, str]  # shard id -> last position counted
-    revision: int | None  # None: no item (or one written before revisions were counted)
+    corrections: int = 0  # corrections applied to it so far
     exists: bool = True
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any] | None) -> AggregateState:
         if not item:
-            return cls(Totals(), {}, None, exists=False)
+            return cls(Totals(), {}, exists=False)
         applied = {
             name.removeprefix(APPLIED_PREFIX): str(value["S"])
             for name, value in item.items()
             if name.startswith(APPLIED_PREFIX)
         }
-        revision = int(item[REVISION]["N"]) if REVISION in item else None
-        return cls(Totals.from_item(item), applied, revision)
+        corrections = int(item[CORRECTIONS]["N"]) if CORRECTIONS in item else 0
+        return cls(Totals.from_item(item), applied, corrections)
 
 
-def aggregate_reset(
-    table: str, key: AggregateKey, seen: AggregateState, totals: Totals, applied: Mapping[str, str], now_ms: str
+def aggregate_correction(
+    table: str, key: AggregateKey, seen: AggregateState, delta: Totals, raise_to: Mapping[str, str], now_ms: str
 ) -> dict[str, Any]:
-    """UpdateItem arguments that set an aggregate's counters to totals and its applied positions to `applied`.
+    """UpdateItem arguments that ADD `delta` to an aggregate and raise the applied positions named in `raise_to`.
 
-    Conditional on the item still being what `seen` describes (its revision, or its absence): if the aggregator
-    counted anything in the meantime, the reset is refused and must be recomputed.
+    The delta is what the aggregate lacked when `seen` was read, so it stays right however much the aggregator counts
+    after the positions it was computed at. The update is refused (and must be computed again) if the item was
+    created or deleted since, if another correction came first, or if a position it raises has moved.
     """
-    counters = totals.as_dict()
-    names: dict[str, str] = {"#day": "day", "#rev": REVISION}
+    counters = delta.as_dict()
+    names: dict[str, str] = {"#day": "day", "#corr": CORRECTIONS}
     values: dict[str, Any] = {f":{name}": {"N": str(value)} for name, value in counters.items()}
-    sets = [f"{name} = :{name}" for name in counters]
-    for i, (shard_id, last) in enumerate(sorted(applied.items())):
+    adds = [f"{name} :{name}" for name in counters] + ["#corr :one"]
+    values[":one"] = {"N": "1"}
+    key_sets, key_values = _key_parts(key, now_ms)
+    values.update(key_values)
+    sets = [key_sets]
+    conditions = ["attribute_exists(pk)" if seen.exists else "attribute_not_exists(pk)"]
+    if seen.corrections:
+        conditions.append("#corr = :seen")
+        values[":seen"] = {"N": str(seen.corrections)}
+    elif seen.exists:
+        conditions.append("attribute_not_exists(#corr)")
+    for i, (shard_id, last) in enumerate(sorted(raise_to.items())):
         names[f"#a{i}"] = applied_attribute(shard_id)
         values[f":a{i}"] = {"S": last}
         sets.append(f"#a{i} = :a{i}")
-    key_sets, key_values = _key_parts(key, now_ms)
-    values.update(key_values)
-    values[":one"] = {"N": "1"}
-    update: dict[str, Any] = {
+        if shard_id in seen.applied:
+            values[f":s{i}"] = {"S": seen.applied[shard_id]}
+            conditions.append(f"#a{i} = :s{i}")
+        elif seen.exists:
+            conditions.append(f"attribute_not_exists(#a{i})")
+    return {
         "TableName": table,
         "Key": key.item_key(),
-        "UpdateExpression": f"SET {', '.join(sets)}, {key_sets} ADD #rev :one",
+        "UpdateExpression": f"ADD {', '.join(adds)} SET {', '.join(sets)}",
+        "ConditionExpression": " AND ".join(conditions),
         "ExpressionAttributeNames": names,
         "ExpressionAttributeValues": values,
     }
-    if not seen.exists:
-        update["ConditionExpression"] = "attribute_not_exists(pk)"
-    elif seen.revision is None:
-        update["ConditionExpression"] = "attribute_exists(pk) AND attribute_not_exists(#rev)"
-    else:
-        update["ConditionExpression"] = "#rev = :seen"
-        values[":seen"] = {"N": str(seen.revision)}
-    return update
 
 
 @dataclass

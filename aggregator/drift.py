@@ -10,10 +10,13 @@ stream records are still on their way. So an aggregate is compared with the item
 - Records after the cut are pending: the aggregator will count them, so the aggregate should not hold them yet.
 
 `expected` is then the sum of the day's usage items (as the index and the stream show them) less those whose INSERT
-is pending. A repair sets the aggregate to `expected` and moves its applied positions up to the cut, so what it now
-holds is never counted again, and what is pending still is; reconcile.py makes it conditional on the aggregate not
-having changed since it was read. A pending MODIFY (a hand correction) makes its keys unsettled: they are reported
-and left for a later run.
+is pending. A repair adds `expected` less what the aggregate held to it: whatever the aggregator counts after that
+read is past the cut (records up to the checkpoint were counted before the aggregate was read), so the difference
+stays right without stopping the aggregator. Where the aggregate does not guard what it should hold (it was deleted,
+or records of its key at or before the cut are not under its applied position), the repair also raises its applied
+positions to the cut, so no replay counts those records again; that part is conditional on the positions not having
+moved since they were read. A pending MODIFY (a hand correction) makes its keys unsettled: they are reported and left
+for a later run.
 """
 
 from __future__ import annotations
@@ -45,8 +48,8 @@ class KeyReport:
     key: AggregateKey
     seen: AggregateState  # the aggregate as read
     expected: Totals
-    # Applied positions a repair sets: the cut, where it is past what the aggregate records.
-    cut: dict[str, str] = field(default_factory=dict)
+    # Applied positions a repair raises to the cut: those that do not yet guard every record the aggregate should hold.
+    raise_to: dict[str, str] = field(default_factory=dict)
     pending: int = 0  # usage items of this key the aggregator has yet to count
     unsettled: bool = False
 
@@ -75,8 +78,9 @@ def plan(
 ) -> list[KeyReport]:
     """One report per aggregate key of the org's day that has an aggregate, usage items or records in flight.
 
-    `usage` is the day's items from the index; `shards` every shard's records after its checkpoint (read after the
-    index was); `states` the aggregates read after that; `checkpoints` each shard's position read with them.
+    `usage` is the day's items from the index; `shards` every shard's records after its first checkpoint (read after
+    the index was); `checkpoints` each shard's checkpoint read after that, and `states` the aggregates read after the
+    checkpoints, so every record at or before a checkpoint had been counted when its aggregate was read.
     """
 
     def ours(key: AggregateKey) -> bool:
@@ -100,12 +104,16 @@ def plan(
         shard_ids = {s.shard_id for s in shards} | set(checkpoints) | set(state.applied)
         cut = {s: c for s in shard_ids if (c := _cut(state, checkpoints, s)) is not None}
         pending: set[str] = set()
+        unguarded: set[str] = set()
         unsettled = False
         for shard in shards:
             for record in shard.records:
                 if key not in record.aggregate_keys:
                     continue
                 if shard.shard_id in cut and record.position <= cut[shard.shard_id]:
+                    applied = state.applied.get(shard.shard_id)
+                    if applied is None or record.position > applied:
+                        unguarded.add(shard.shard_id)
                     continue
                 if record.event_name == "INSERT" and record.inserted is not None:
                     pending.add(record.inserted.usage_key)
@@ -115,6 +123,9 @@ def plan(
         for usage_key, item in items.items():
             if item.aggregate_key == key and usage_key not in pending:
                 expected.add(item)
-        raised = {s: c for s, c in cut.items() if state.applied.get(s) is None or c > state.applied[s]}
-        reports.append(KeyReport(key, state, expected, raised, len(pending), unsettled))
+        # A deleted aggregate guards nothing; one that exists guards all its key's records up to the checkpoint
+        # unless the reads show one past its applied position (another reader counted it since).
+        guarding = unguarded if state.exists else set(cut)
+        raise_to = {s: cut[s] for s in guarding if state.applied.get(s) is None or cut[s] > state.applied[s]}
+        reports.append(KeyReport(key, state, expected, raise_to, len(pending), unsettled))
     return reports

@@ -6,16 +6,21 @@ a cut; this reads what it needs in the order that makes that exact, then repairs
 1. each shard's checkpoint (`start`);
 2. after `settle_s`, the day's usage items from the index (an item's index entry lags its write: every record at
    or before `start` was written more than `settle_s` earlier, so its item is in the index);
-3. after `settle_s` more, each shard's records after `start` (a stream record lags its item too: every item the
-   index showed now has its record readable, so it is either at or before `start`, or seen here);
-4. the aggregates, and the checkpoints again; the reads are extended until they cover every cut.
+3. after `settle_s` more, each shard's records after `start`, up to the first usage item written more than
+   `settle_s` after the index was read (a stream record lags its item too: every item the index showed now has its
+   record readable, so it is either at or before `start`, or seen here; and every record after that first one
+   was written later, so the index cannot have shown its item);
+4. the checkpoints again, then the aggregates (so every record up to a checkpoint was counted before its aggregate
+   was read); the shard reads are extended until they cover every cut.
 
-A repair is one UpdateItem per drifting key that sets the counters and moves the applied positions up to the cut,
-conditional on the aggregate's revision being the one read in step 4 (aggregates.aggregate_reset): if the
-aggregator counted anything on that key meanwhile, the repair is refused and the day is planned again. Run twice,
-the second run finds no drift: a repair is idempotent. The only assumption beyond DynamoDB's documented behaviour is
-that index entries and stream records appear within `settle_s` of their writes (DynamoDB calls both "near real time";
-they are well under a second in practice).
+A repair is one UpdateItem per drifting key that ADDs the difference (aggregates.aggregate_correction): what the
+aggregator counts after the read is past the cut and not in the difference, so the aggregator does not have to stop
+and a busy key does not keep refusing the repair. It is conditional only on what would make the difference wrong
+(the item created or deleted since, another correction first, an applied position it raises having moved); then
+the day is planned again. Run twice, the second run finds no drift: a repair is idempotent. The assumptions beyond
+DynamoDB's documented behaviour are that index entries and stream records appear within `settle_s` of their writes
+(DynamoDB calls both "near real time"; they are well under a second in practice) and that the workers' clocks are
+within `settle_s` of this one's.
 
 Items written before usage item version 4 have no index key and are invisible here: reconcile days after the
 upgrade, or those items count as missing.
@@ -25,17 +30,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from aggregator.aggregates import AggregateKey, AggregateState, aggregate_reset, day_partition, parse_sort_key
+from aggregator.aggregates import AggregateKey, AggregateState, aggregate_correction, day_partition, parse_sort_key
 from aggregator.checkpoints import CheckpointStore
 from aggregator.drift import KeyReport, ShardRead, plan
 from aggregator.shards import list_shards, read_after, stream_arn_of
-from aggregator.stream_record import decode_all, position
+from aggregator.stream_record import decode, decode_all, position
 from aggregator.usage_record import DAY_BUCKETS, DAY_INDEX, DAY_INDEX_ATTRIBUTE, UsageRecord, day_bucket
 from runtime.resources import ResourceNames
 
@@ -77,7 +82,9 @@ class Reconciler:
         streams: DynamoDBStreamsClient,
         names: ResourceNames,
         settle_s: float = DEFAULT_SETTLE_S,
+        report: Callable[[str], None] = lambda _: None,
     ) -> None:
+        self._report = report
         self._ddb = ddb
         self._streams = streams
         self._names = names
@@ -89,21 +96,27 @@ class Reconciler:
         stream_arn = await stream_arn_of(self._ddb, self._names.usage_table)
         start = await self._checkpoint_sequence_numbers(stream_arn)
         await asyncio.sleep(self._settle_s)
-        usage = {target: await self._usage_of_day(*target) for target in days}
+        usage: dict[tuple[str, str], tuple[list[UsageRecord], int]] = {}
+        for org_id, day in days:
+            usage[(org_id, day)] = await self._usage_of_day(org_id, day)
+            self._report(f"org {org_id} day {day}: {len(usage[(org_id, day)][0])} usage item(s) in the index")
+        # Every item the index showed was written before this instant.
+        covered_ms = int(time.time() * 1000)
         await asyncio.sleep(self._settle_s)
         results = [DayResult(org_id, day, unreadable_items=usage[(org_id, day)][1]) for org_id, day in days]
         for result in results:
             items = usage[(result.org_id, result.day)][0]
             for _ in range(MAX_ROUNDS):
-                reads = await self._read_shards(stream_arn, start)
-                states = await self._states(result.org_id, result.day)
+                reads = await self._read_shards(stream_arn, start, covered_ms)
                 late = await self._checkpoint_sequence_numbers(stream_arn)
+                states = await self._states(result.org_id, result.day)
                 reads = await self._extend(stream_arn, start, reads, states, late)
                 cuts = {shard_id: _pos(seq) for shard_id, seq in late.items()}
                 result.reports = plan(result.org_id, result.day, states, items, list(reads.values()), cuts)
                 if not repair or await self._repair(result):
                     break
                 result.refused_rounds += 1
+                self._report(f"org {result.org_id} day {result.day}: a repair was refused; planning the day again")
         return results
 
     async def _checkpoint_sequence_numbers(self, stream_arn: str) -> dict[str, str | None]:
@@ -113,12 +126,21 @@ class Reconciler:
             found[shard["ShardId"]] = (await self._checkpoints.load(stream_arn, shard["ShardId"])).sequence_number
         return found
 
-    async def _read_shards(self, stream_arn: str, start: dict[str, str | None]) -> dict[str, ShardRead]:
+    async def _read_shards(
+        self, stream_arn: str, start: dict[str, str | None], covered_ms: int
+    ) -> dict[str, ShardRead]:
+        past_ms = covered_ms + int(self._settle_s * 1000)
+
+        def written_later(raw: Mapping[str, Any]) -> bool:
+            inserted = decode(raw).inserted
+            return inserted is not None and inserted.written_at_ms > past_ms
+
         reads: dict[str, ShardRead] = {}
         for shard in await list_shards(self._streams, stream_arn):
             shard_id = shard["ShardId"]
-            raw = await read_after(self._streams, stream_arn, shard_id, start.get(shard_id))
+            raw = await read_after(self._streams, stream_arn, shard_id, start.get(shard_id), enough=written_later)
             reads[shard_id] = ShardRead(shard_id, decode_all(raw))
+        self._report(f"read {sum(len(r.records) for r in reads.values())} stream record(s) from {len(reads)} shard(s)")
         return reads
 
     async def _extend(
@@ -192,8 +214,8 @@ class Reconciler:
         for report in result.drifted:
             if report.unsettled:
                 continue
-            update = aggregate_reset(
-                self._names.aggregates_table, report.key, report.seen, report.expected, report.cut, now_ms
+            update = aggregate_correction(
+                self._names.aggregates_table, report.key, report.seen, report.drift, report.raise_to, now_ms
             )
             try:
                 await self._ddb.update_item(**update)

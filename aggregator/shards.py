@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from aggregator.stream_record import position
@@ -39,13 +40,16 @@ async def read_after(
     sequence_number: str | None,
     *,
     until_position: str | None = None,
+    enough: Callable[[Mapping[str, Any]], bool] | None = None,
     empty_reads: int = 3,
 ) -> list[dict[str, Any]]:
-    """A shard's records after sequence_number (from its oldest when None, or when trimmed past it), to its end.
+    """A shard's records after sequence_number (from its oldest when None, or when trimmed past it), up to an end.
 
-    "Its end" is where reading stops finding records: a closed shard's last record, or for an open one the point
-    after which `empty_reads` reads in a row found nothing (an open shard can answer empty before records that
-    exist). With until_position, reading goes on (a while longer) until a record at or past it has been seen.
+    The end is the first of: a closed shard's last record; a record at or past until_position; a record for which
+    `enough` is true (the caller needs nothing written after it); the point after which `empty_reads` reads in a row
+    found nothing (an open shard can answer empty before records that exist). Under steady writes an open shard never
+    reads empty three times running, so a caller reading it while writes go on gives one of the first bounds. Until a
+    record at or past until_position has been seen, reading waits longer for it (it was written: it shows up).
     """
     records: list[dict[str, Any]] = []
     iterator = await _iterator(streams, stream_arn, shard_id, sequence_number)
@@ -63,17 +67,19 @@ async def read_after(
             seen = records[-1]["dynamodb"]["SequenceNumber"] if records else sequence_number
             iterator = await _iterator(streams, stream_arn, shard_id, seen)
             continue
-        found = page.get("Records", [])
-        records.extend(dict(r) for r in found)
+        found = [dict(r) for r in page.get("Records", [])]
+        records.extend(found)
         iterator = page.get("NextShardIterator")
         empty = 0 if found else empty + 1
+        if enough is not None and any(enough(r) for r in found):
+            break
         last = position(records[-1]["dynamodb"]["SequenceNumber"]) if records else None
-        if until_position is not None and (last is None or last < until_position):
-            patience = max(empty_reads, 50)  # what we wait for was written: it shows up
+        if until_position is not None:
+            if last is not None and last >= until_position:
+                break
+            patience = max(empty_reads, 50)
             if empty:
                 await asyncio.sleep(0.1)
-        else:
-            patience = empty_reads
     return records
 
 

@@ -413,7 +413,10 @@ async def _reconcile(settings: AwsSettings, args: argparse.Namespace) -> list[Da
             # The org's own today and yesterday: late events still land on yesterday for a while after midnight.
             today = org.local_day(datetime.now(UTC))
             days += [(org_id, (today - timedelta(days=1)).isoformat()), (org_id, today.isoformat())]
-        reconciler = Reconciler(clients.dynamodb, clients.streams, settings.names, args.settle_s)
+        # Progress on stderr: stdout is the report (and with --json, one document per day).
+        reconciler = Reconciler(
+            clients.dynamodb, clients.streams, settings.names, args.settle_s, lambda m: print(m, file=sys.stderr)
+        )
         return await reconciler.reconcile(days, repair=args.repair)
 
 

@@ -22,8 +22,8 @@ def totals(*records: UsageRecord) -> Totals:
     return total
 
 
-def state(held: Totals, applied: Mapping[str, str] | None = None, revision: int = 7) -> AggregateState:
-    return AggregateState(held, dict(applied or {}), revision)
+def state(held: Totals, applied: Mapping[str, str] | None = None) -> AggregateState:
+    return AggregateState(held, dict(applied or {}))
 
 
 def one(reports: list[KeyReport], key: AggregateKey = KEY) -> KeyReport:
@@ -64,7 +64,7 @@ def test_a_deleted_aggregate_is_rebuilt_from_everything_at_or_before_the_checkpo
     assert report.expected == totals(*items)
     assert report.drift == totals(*items)
     # A repair also guards what it restores: no replay of those records may count them again.
-    assert report.cut == {SHARD: records[-1].position}
+    assert report.raise_to == {SHARD: records[-1].position}
     assert report.pending == 1
 
 
@@ -75,7 +75,31 @@ def test_an_aggregate_holding_too_much_drifts_negative() -> None:
     record = decode(insert(items[0]))
     report = one(plan(ORG_ID, DAY, {KEY: state(corrupted, {SHARD: record.position})}, items, [], {SHARD: None}))
     assert report.drift == Totals.of(cost_usd_micros=-12_345, request_count=-3)
-    assert report.cut == {}  # nothing to raise: the aggregate's own position is the cut
+    assert report.raise_to == {}  # nothing to raise: the aggregate's own position is the cut
+
+
+def test_an_aggregate_behind_the_checkpoint_guards_its_records_and_needs_no_raise() -> None:
+    mine, others = usage(cost_usd_micros=20), usage(app_id="other-app", cost_usd_micros=30)
+    records = decode_all([insert(mine), insert(others)])
+    # Its own record is under its applied position; the checkpoint is past another key's record.
+    corrupted = totals(mine)
+    corrupted.merge(Totals.of(cost_usd_micros=5))
+    held = state(corrupted, {SHARD: records[0].position})
+    report = one(
+        plan(ORG_ID, DAY, {KEY: held}, [mine, others], [ShardRead(SHARD, records)], {SHARD: records[1].position})
+    )
+    assert report.drift == Totals.of(cost_usd_micros=-5)
+    assert report.raise_to == {}
+
+
+def test_a_record_of_the_key_at_or_before_the_cut_but_past_its_applied_position_is_guarded_by_the_repair() -> None:
+    # Another reader (the Lambda, behind the long-running aggregator) had not counted the second record yet.
+    items = [usage(cost_usd_micros=20), usage(cost_usd_micros=30)]
+    records = decode_all([insert(u) for u in items])
+    held = state(totals(items[0]), {SHARD: records[0].position})
+    report = one(plan(ORG_ID, DAY, {KEY: held}, items, [ShardRead(SHARD, records)], {SHARD: records[1].position}))
+    assert report.drift == totals(items[1])
+    assert report.raise_to == {SHARD: records[1].position}
 
 
 def test_an_item_the_index_does_not_show_yet_is_taken_from_its_stream_record() -> None:
@@ -115,7 +139,7 @@ def test_each_shard_has_its_own_cut() -> None:
     report = one(plan(ORG_ID, DAY, {}, [a, b], reads, {"shardId-1": in_one.position, "shardId-2": None}))
     assert report.expected == totals(a)
     assert report.pending == 1
-    assert report.cut == {"shardId-1": in_one.position}
+    assert report.raise_to == {"shardId-1": in_one.position}
 
 
 def test_difference_is_counter_by_counter() -> None:
