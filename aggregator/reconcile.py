@@ -22,8 +22,8 @@ DynamoDB's documented behaviour are that index entries and stream records appear
 (DynamoDB calls both "near real time"; they are well under a second in practice) and that the workers' clocks are
 within `settle_s` of this one's.
 
-Items written before usage item version 4 have no index key and are invisible here: reconcile days after the
-upgrade, or those items count as missing.
+Items written before usage item version 4 have no index key and are invisible here, so they would count as missing:
+after an upgrade, `costkeeper backfill-index` (index_backfill.py) gives them their key.
 """
 
 from __future__ import annotations

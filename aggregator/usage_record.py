@@ -93,6 +93,11 @@ class UsageRecord:
         day = org_local_day(self.timestamp, self.org_timezone).isoformat()
         return AggregateKey(self.org_id, day, self.app_id, self.model_label)
 
+    @property
+    def day_index_key(self) -> str:
+        """The item's key in DAY_INDEX: its org-local day's partition of the index."""
+        return day_bucket(self.org_id, self.aggregate_key.day, bucket_of(self.request_id))
+
     def to_item(self, expires_at_s: int | None = None) -> dict[str, Any]:
         item: dict[str, Any] = {
             **usage_key(self.org_id, self.app_id, self.request_id),
@@ -113,7 +118,7 @@ class UsageRecord:
             "service_tier": {"S": self.service_tier},
             "batch": {"N": "1" if self.batch else "0"},
             "status": {"S": self.status},
-            DAY_INDEX_ATTRIBUTE: {"S": day_bucket(self.org_id, self.aggregate_key.day, bucket_of(self.request_id))},
+            DAY_INDEX_ATTRIBUTE: {"S": self.day_index_key},
         }
         if self.calling_region is not None:
             item["calling_region"] = {"S": self.calling_region}

@@ -28,6 +28,7 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer
 
+from aggregator.index_backfill import DEFAULT_SEGMENTS, BackfillStats, backfill_day_index
 from aggregator.reconcile import DEFAULT_SETTLE_S, DayResult, Reconciler
 from catalog.store import CatalogStore
 from infra import emulator, saved_credentials, shutdown
@@ -420,6 +421,34 @@ async def _reconcile(settings: AwsSettings, args: argparse.Namespace) -> list[Da
         return await reconciler.reconcile(days, repair=args.repair)
 
 
+def cmd_backfill_index(args: argparse.Namespace) -> int:
+    """Give usage items written before the day index existed their key in it (once, after an upgrade)."""
+    settings = _settings()
+
+    async def backfill() -> BackfillStats:
+        async with open_async_clients(settings) as clients:
+            return await backfill_day_index(
+                clients.dynamodb, settings.names.usage_table, args.segments, lambda m: print(m, file=sys.stderr)
+            )
+
+    stats = asyncio.run(backfill())
+    _say(
+        f"{settings.names.usage_table}: {stats.scanned} item(s) scanned, {stats.keyed} given their day index key, "
+        f"{stats.skipped} gone or keyed meanwhile, {stats.unreadable} not usage items (left as they are)"
+    )
+    return 0
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from exc
+    if not 1 <= number <= 1000:
+        raise argparse.ArgumentTypeError(f"not between 1 and 1000: {number}")
+    return number
+
+
 def _iso_day(value: str) -> str:
     try:
         return date.fromisoformat(value).isoformat()
@@ -568,6 +597,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reconcile.add_argument("--json", action="store_true")
     reconcile.set_defaults(func=cmd_reconcile)
+    backfill = sub.add_parser(
+        "backfill-index",
+        help="give usage items written before the day index existed their key in it (once, after an upgrade)",
+    )
+    backfill.add_argument("--segments", type=_positive_int, default=DEFAULT_SEGMENTS, help="parallel scan segments")
+    backfill.set_defaults(func=cmd_backfill_index)
     return parser
 
 

@@ -237,7 +237,12 @@ def steady(check: Callable[[], int], quiet_s: float = 1.5, timeout_s: float = 30
     return value
 
 
-def assert_exact(probe: Probe, ledger: Ledger, timeout_s: float = 90.0) -> float:
+# How long the pipeline may take to settle: a liveness bound, generous because the suite shares two cores with its
+# emulators (`make bench` measures the end-to-end lag against its target).
+SETTLE_TIMEOUT_S = 180.0
+
+
+def assert_exact(probe: Probe, ledger: Ledger, timeout_s: float = SETTLE_TIMEOUT_S) -> float:
     """Wait for the pipeline to settle, then check the invariant; returns the seconds it took to settle."""
     started = time.monotonic()
     expected = ledger.expected_aggregates()
@@ -402,7 +407,7 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_counts_nothing_twice(isolat
 
         isolated.start("worker")
         started = time.monotonic()
-        seen = poll(probe.usage_count, lambda n: n >= total // 5, 60)
+        seen = poll(probe.usage_count, lambda n: n >= total // 5, 120)
         isolated.kill("worker")
         killed_after_s = time.monotonic() - started
         # Writes the dead worker had already sent may still land (DynamoDB Local queues them when busy).
@@ -439,12 +444,12 @@ def test_aggregators_killed_mid_batch_or_overlapping_count_every_request_once(is
         headers = tenant.app_headers()
         posted_s = post_backlog(ledger, tenant, headers, 1500, rng, batch=100, threads=4)
         total = len(ledger.events)
-        poll(probe.usage_count, lambda n: n == total, 90, 0.2)
+        poll(probe.usage_count, lambda n: n == total, SETTLE_TIMEOUT_S, 0.2)
         report("aggregator-kill", f"posted {total} events in {posted_s:.1f}s; all written with no aggregator running")
 
         isolated.start("aggregator")
         started = time.monotonic()
-        seen = poll(probe.applied_requests, lambda n: n >= total // 5, 60)
+        seen = poll(probe.applied_requests, lambda n: n >= total // 5, 120)
         isolated.kill("aggregator")
         # An update the dead aggregator had already sent may still land.
         at_kill = steady(probe.applied_requests)
@@ -499,7 +504,7 @@ def test_an_aggregator_cut_off_from_dynamodb_rides_it_out_and_counts_exactly(iso
             tenant = provision(http)
             headers = tenant.app_headers()
             post_backlog(ledger, tenant, headers, 300, rng, batch=100, threads=3)
-            assert_exact(probe, ledger, timeout_s=60)
+            assert_exact(probe, ledger)
 
             # Longer than the SDK's own retries (5 attempts, up to ~15 s of back-off), so errors reach our code.
             partition.cut()
@@ -513,7 +518,7 @@ def test_an_aggregator_cut_off_from_dynamodb_rides_it_out_and_counts_exactly(iso
             reader_errors = log_count(isolated, "aggregator.log", "error; retrying from checkpoint")
             partition.restore()
             restored = time.monotonic()
-            settled_s = assert_exact(probe, ledger, timeout_s=60)
+            settled_s = assert_exact(probe, ledger)
             report(
                 "dynamodb-partition",
                 f"aggregator cut off for {PARTITION_S:.0f}s: {applied_during} of {len(ledger.events)} requests applied "
@@ -600,7 +605,7 @@ def test_an_sqs_outage_answers_503_and_a_dynamodb_stall_loses_nothing(
         headers = tenant.app_headers()
         post_backlog(ledger, tenant, headers, 300, rng, batch=100, threads=3)
         # The queue lives in moto's memory: what is still on it when moto stops is the emulator's loss, not ours.
-        assert_exact(probe, ledger, timeout_s=60)
+        assert_exact(probe, ledger)
 
         emulator.stop(cfg, report=lambda m: None, only="moto-sqs")
         outage_started = time.monotonic()
@@ -639,18 +644,18 @@ def test_an_sqs_outage_answers_503_and_a_dynamodb_stall_loses_nothing(
         outage_s = recreated - outage_started
         assert ledger.post_batch(tenant, headers, refused) == len(refused)
         post_backlog(ledger, tenant, headers, 300, rng, batch=100, threads=3)
-        poll(probe.usage_count, lambda n: n == len(ledger.events), 60, 0.2)
+        poll(probe.usage_count, lambda n: n == len(ledger.events), SETTLE_TIMEOUT_S, 0.2)
         report(
             "sqs-outage",
             f"outage {outage_s:.1f}s ({receive_errors} failed receives logged by the worker); after re-creating the "
             f"queues the worker wrote the retried and new usage within {time.monotonic() - recreated:.1f}s",
         )
-        assert_exact(probe, ledger, timeout_s=60)
+        assert_exact(probe, ledger)
 
         # A stall: DynamoDB Local stops answering (SIGSTOP) for a few seconds while the worker and aggregator write.
         before = len(ledger.events)
         post_backlog(ledger, tenant, headers, 1000, rng, batch=100, threads=4)
-        seen = poll(probe.usage_count, lambda n: n >= before + 100, 60)
+        seen = poll(probe.usage_count, lambda n: n >= before + 100, 120)
         pid = emulator.server_pid(cfg, "dynamodb-local")
         assert pid is not None
         os.kill(pid, signal.SIGSTOP)
@@ -659,7 +664,7 @@ def test_an_sqs_outage_answers_503_and_a_dynamodb_stall_loses_nothing(
         finally:
             os.kill(pid, signal.SIGCONT)
         resumed = time.monotonic()
-        settled_s = assert_exact(probe, ledger, timeout_s=90)
+        settled_s = assert_exact(probe, ledger)
         report(
             "dynamodb-stall",
             f"stalled 5.0s at {seen - before} of 1000 new items; exact {time.monotonic() - resumed:.1f}s after "
@@ -762,7 +767,7 @@ def test_duplicates_count_once_and_poison_reaches_the_dead_letter_queue_and_come
         poll(lambda: probe.queue_depth(isolated.settings.names.dead_letter_queue), lambda n: n >= len(poison), 30)
         # The worker goes on with ordinary usage after the poison.
         post_backlog(ledger, tenant, headers, 50, rng, batch=25, threads=2)
-        assert_exact(probe, ledger, timeout_s=60)
+        assert_exact(probe, ledger)
         assert probe.queue_depth(isolated.settings.names.dead_letter_queue) == len(poison)
 
         letters = dead_letters(probe, len(poison))
@@ -784,7 +789,7 @@ def test_duplicates_count_once_and_poison_reaches_the_dead_letter_queue_and_come
         assert f"redrove {len(poison)} message(s)" in redrive.stdout, redrive.stdout
         # Redriven, they fail the same way and return, with their reasons; the good event is still counted once.
         poll(lambda: probe.queue_depth(isolated.settings.names.dead_letter_queue), lambda n: n >= len(poison), 30)
-        assert_exact(probe, ledger, timeout_s=60)
+        assert_exact(probe, ledger)
         letters = dead_letters(probe, len(poison))
         assert error_codes(letters) == expected_codes
         assert probe.queue_depth(isolated.settings.names.dead_letter_queue) == len(poison)
@@ -810,7 +815,7 @@ def test_sigterm_drains_the_worker_and_leaves_nothing_half_done(isolated: Pipeli
         report("sigterm", f"posted {total} events in {posted_s:.1f}s with the worker stopped")
 
         isolated.start("worker")
-        poll(probe.usage_count, lambda n: n >= total // 5, 60)
+        poll(probe.usage_count, lambda n: n >= total // 5, 120)
         worker = isolated.processes.pop("worker")
         signalled = time.monotonic()
         returncode = worker.stop(timeout_s=DRAIN_TIMEOUT_S)

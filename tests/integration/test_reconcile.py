@@ -27,7 +27,7 @@ import pytest
 from aggregator.aggregates import AggregateKey, day_partition, parse_sort_key
 from infra.resource_setup import ensure_resources
 from runtime.aws import AwsSettings
-from runtime.resources import USAGE_DAY_INDEX, ResourceNames
+from runtime.resources import USAGE_DAY_INDEX, USAGE_DAY_INDEX_KEY, ResourceNames
 from tests.integration.harness import (
     REPO,
     Pipeline,
@@ -39,6 +39,7 @@ from tests.integration.harness import (
     price,
     provision,
     side_pipeline,
+    uncounted_usage_item,
     usage,
     wait_idle,
 )
@@ -195,6 +196,61 @@ def repairs_while_usage_keeps_arriving(api: httpx.Client, pipeline: Pipeline, aw
     assert again.returncode == 0, again.stdout + again.stderr
     assert "0 drifting" in again.stdout, again.stdout
     assert held(aws_settings, tenant.org_id, day) == traffic.expected()
+
+
+def backfill(pipeline: Pipeline) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "infra", "backfill-index"],
+        env=pipeline.env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def test_items_written_before_the_day_index_are_given_their_key_and_then_count_in_a_reconcile(
+    api: httpx.Client, pipeline: Pipeline, aws_settings: AwsSettings
+) -> None:
+    tenant = provision(api)
+    day = datetime.now(UTC).date().isoformat()
+    r = api.post(
+        f"{tenant.app_path}/usage/batch",
+        json={"items": [usage("premium", 1000, 100) for _ in range(4)]},
+        headers=tenant.app_headers(),
+    )
+    assert [x["status"] for x in r.json()["results"]] == [202] * 4
+    # Three items as a worker of usage item version 3 wrote them: no key in the index by day.
+    old_items = []
+    for _ in range(3):
+        item = uncounted_usage_item(tenant.org_id, tenant.app_id, written_ago_ms=0)
+        del item[USAGE_DAY_INDEX_KEY]
+        item["schema_version"] = {"N": "3"}
+        old_items.append(item)
+        aws_settings.dynamodb().put_item(TableName=aws_settings.names.usage_table, Item=item)
+    wait_idle(aws_settings, timeout_s=60)
+    before = held(aws_settings, tenant.org_id, day)
+    assert before["premium"]["request_count"] == 7
+
+    # Invisible to the index, the three look missing: a reconcile would take them out.
+    unseen = reconcile(pipeline, tenant.org_id, day)
+    assert unseen.returncode == 3, unseen.stdout + unseen.stderr
+    assert "-3 requests" in unseen.stdout
+
+    keyed = backfill(pipeline)
+    assert keyed.returncode == 0, keyed.stdout + keyed.stderr
+    assert "scanned" in keyed.stderr  # progress
+    again = backfill(pipeline)
+    assert again.returncode == 0 and " 0 given their day index key" in again.stdout, again.stdout
+
+    # The aggregator took each item back and counted it again: nothing moved, and now nothing drifts.
+    wait_idle(aws_settings, timeout_s=60)
+    assert held(aws_settings, tenant.org_id, day) == before
+    clean = reconcile(pipeline, tenant.org_id, day, "--repair")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert "0 drifting" in clean.stdout, clean.stdout
+    assert held(aws_settings, tenant.org_id, day) == before
 
 
 def test_init_adds_the_day_index_to_a_usage_table_made_before_it(aws_settings: AwsSettings) -> None:
