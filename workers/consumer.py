@@ -36,6 +36,9 @@ class WorkerStats:
     rejected_events: int = 0
     poison_messages: int = 0
     retried_messages: int = 0
+    # Messages settled and deleted: once the worker has stopped, every message it received but did not delete (or
+    # retry) is one it left half done.
+    messages_deleted: int = 0
     # Every SQS request this process made; the counters below break the non-receive ones down.
     sqs_requests: int = 0
     delete_batches: int = 0
@@ -159,6 +162,7 @@ class Worker:
         response = await self._sqs.delete_message_batch(QueueUrl=self._queue_url, Entries=entries)
         self.stats.sqs_requests += 1
         self.stats.delete_batches += 1
+        self.stats.messages_deleted += len(response.get("Successful", []))
         for failure in response.get("Failed", []):
             # The message comes back after its visibility timeout and is written again as a duplicate: harmless.
             log.warning("delete failed for entry %s: %s", failure.get("Id"), failure.get("Message"))

@@ -830,6 +830,8 @@ def test_sigterm_drains_the_worker_and_leaves_nothing_half_done(isolated: Pipeli
         )
         assert first["events_written"] == at_stop
         assert 0 < at_stop < total
+        # Drained, not abandoned: every message it had received was written and deleted before it exited.
+        assert first["messages_deleted"] == first["messages"]
 
         isolated.start("worker")
         settled_s = assert_exact(probe, ledger)
@@ -840,7 +842,7 @@ def test_sigterm_drains_the_worker_and_leaves_nothing_half_done(isolated: Pipeli
             f"new worker wrote the other {second['events_written']} with {second['duplicates']} duplicates; "
             f"exact after {settled_s:.1f}s",
         )
-        # Drained, not abandoned: no message came back with part of it already written.
-        assert second["duplicates"] == 0
+        # What the first worker wrote is not written again. (A duplicate can still arrive: SQS delivers at least once, and
+        # an SDK retry of a send that had gone through enqueues a message twice; its events are found and skipped.)
         assert second["events_written"] == total - at_stop
         isolated.check_alive()
