@@ -842,7 +842,7 @@ def test_sigterm_drains_the_worker_and_leaves_nothing_half_done(isolated: Pipeli
             f"new worker wrote the other {second['events_written']} with {second['duplicates']} duplicates; "
             f"exact after {settled_s:.1f}s",
         )
-        # What the first worker wrote is not written again. (A duplicate can still arrive: SQS delivers at least once, and
-        # an SDK retry of a send that had gone through enqueues a message twice; its events are found and skipped.)
+        # What the first worker wrote is not written again. (A duplicate can still arrive: SQS delivers at least once,
+        # and an SDK retry of a send that had gone through enqueues a message twice; its events are found and skipped.)
         assert second["events_written"] == total - at_stop
         isolated.check_alive()
