@@ -22,6 +22,10 @@ from catalog.profiles import InferenceProfile
 from catalog.rates import Prices, Pricing, ServiceTier, TierNotPriced
 from catalog.token_caps import TokenCaps
 
+# An org's model labels and each app's inference profiles have a price history of their own.
+ModelPriceHistory = PriceHistory[CatalogPriced]
+ProfileHistory = PriceHistory[InferenceProfile]
+
 __all__ = [
     "MAX_MODELS",
     "MAX_QUOTA_USD_MICROS",
@@ -29,11 +33,13 @@ __all__ = [
     "AppSettings",
     "CallingRegionRequired",
     "LabelConflict",
+    "ModelPriceHistory",
     "ModelSpec",
     "Org",
     "OrgSettings",
     "Prices",
     "Pricing",
+    "ProfileHistory",
     "ResolvedLabel",
     "ServiceTier",
     "TierNotPriced",
@@ -213,10 +219,10 @@ class Org(BaseModel):
     # Bumped whenever any price changes (a label's prices, or a label added or removed): the latest version.
     price_version: int = Field(ge=1)
     # Every version still needed, with when it took effect; None: only this one, in force since ever.
-    price_history: PriceHistory | None = None
+    price_history: ModelPriceHistory | None = None
 
-    def history(self) -> PriceHistory:
-        return self.price_history or PriceHistory.first(self.price_version, self.settings.models)
+    def history(self) -> ModelPriceHistory:
+        return self.price_history or ModelPriceHistory.first(self.price_version, self.settings.models)
 
     def priced_at(self, label: str, instant: datetime) -> Org:
         """This org with the models and price version that price `label` at `instant` (catalog/price_history.py).
@@ -249,6 +255,19 @@ class App(BaseModel):
     settings: AppSettings
     # Registered through their own routes, not with the app's settings.
     profiles: dict[Slug, InferenceProfile] = Field(default_factory=dict)
+    # Like the org's prices, the profiles have versions (bumped by every change to them) and a history.
+    profile_version: int = Field(default=1, ge=1)
+    profile_history: ProfileHistory | None = None
+
+    def history(self) -> ProfileHistory:
+        return self.profile_history or ProfileHistory.first(self.profile_version, self.profiles)
+
+    def priced_at(self, label: str, instant: datetime) -> App:
+        """This app with the profiles and profile version that price `label` at `instant` (as Org.priced_at)."""
+        version = self.history().for_label(label, instant)
+        if version is None or version.version == self.profile_version:
+            return self
+        return self.model_copy(update={"profiles": version.models, "profile_version": version.version})
 
     def labels(self, org: Org) -> set[str]:
         """Every label this app may use: its org's models and its own inference profiles."""

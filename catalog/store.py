@@ -19,8 +19,17 @@ from cachetools import TTLCache
 from pydantic import TypeAdapter
 
 from catalog.credentials import Principal, StoredSecret, hash_secret, matching_generation, new_secret, rotated
-from catalog.model import App, AppSettings, LabelConflict, ModelSpec, Org, OrgSettings, UnknownLabels
-from catalog.price_history import PriceHistory
+from catalog.model import (
+    App,
+    AppSettings,
+    LabelConflict,
+    ModelPriceHistory,
+    ModelSpec,
+    Org,
+    OrgSettings,
+    ProfileHistory,
+    UnknownLabels,
+)
 from catalog.profiles import InferenceProfile
 from catalog.sessions import SessionGrant, SessionState
 
@@ -318,9 +327,9 @@ class CatalogStore:
             current = _app_from_item(org.org_id, app_id, item)
             if label not in current.profiles and len(current.profiles) >= MAX_PROFILES:
                 raise TooManyProfiles(f"an app has at most {MAX_PROFILES} inference profiles")
-            app = current.model_copy(update={"profiles": {**current.profiles, label: profile}})
+            app = self._with_profiles(current, {**current.profiles, label: profile})
             app.check_against(org)
-            if await self._set_profiles(key, item, app.profiles):
+            if await self._set_profiles(key, item, app):
                 return app, label not in current.profiles
         raise ConcurrentUpdate(f"app {org.org_id}/{app_id} changed concurrently {_MAX_ATTEMPTS} times")
 
@@ -336,16 +345,32 @@ class CatalogStore:
             if label in (current.settings.model_ordering or []) or label in current.settings.daily_quotas_usd_micros:
                 raise LabelInUse(f"app {app_id} names {label!r} in its model_ordering or quotas; update the app first")
             remaining = {name: p for name, p in current.profiles.items() if name != label}
-            if await self._set_profiles(key, item, remaining):
+            if await self._set_profiles(key, item, self._with_profiles(current, remaining)):
                 return
         raise ConcurrentUpdate(f"app {org.org_id}/{app_id} changed concurrently {_MAX_ATTEMPTS} times")
 
-    async def _set_profiles(self, key: dict[str, Any], item: dict[str, Any], profiles: dict[str, Any]) -> bool:
+    def _with_profiles(self, current: App, profiles: dict[str, InferenceProfile]) -> App:
+        """The app with these profiles; a change to what a profile label costs (or which labels have a price) is a new
+        version of its profile history, in force after the notice period, as for an org's prices."""
+        history = current.history()
+        if _routes(current.profiles) != _routes(profiles):
+            now = datetime.now(UTC)
+            history = history.changed(profiles, now + timedelta(seconds=self._price_change_notice_s), now)
+        return current.model_copy(
+            update={"profiles": profiles, "profile_version": history.latest.version, "profile_history": history}
+        )
+
+    async def _set_profiles(self, key: dict[str, Any], item: dict[str, Any], app: App) -> bool:
         written = await self._conditional_update(
             key,
             item,
-            "SET profiles = :profiles, version = :next, updated_at = :now",
-            {":profiles": {"S": _PROFILES.dump_json(profiles).decode()}},
+            "SET profiles = :profiles, profile_history = :history, profile_version = :pv, version = :next, "
+            "updated_at = :now",
+            {
+                ":profiles": {"S": _PROFILES.dump_json(app.profiles).decode()},
+                ":history": {"S": app.history().model_dump_json()},
+                ":pv": {"N": str(app.profile_version)},
+            },
         )
         if written:
             self.invalidate()
@@ -431,20 +456,31 @@ def _session_epoch(item: dict[str, Any]) -> int:
 
 def _app_from_item(org_id: str, app_id: str, item: dict[str, Any]) -> App:
     profiles = _PROFILES.validate_json(item["profiles"]["S"]) if "profiles" in item else {}
+    # An app saved before profile histories existed has its current profiles only, in force since ever.
+    history = ProfileHistory.model_validate_json(item["profile_history"]["S"]) if "profile_history" in item else None
     return App(
-        org_id=org_id, app_id=app_id, settings=AppSettings.model_validate_json(item["doc"]["S"]), profiles=profiles
+        org_id=org_id,
+        app_id=app_id,
+        settings=AppSettings.model_validate_json(item["doc"]["S"]),
+        profiles=profiles,
+        profile_version=int(item["profile_version"]["N"]) if "profile_version" in item else 1,
+        profile_history=history,
     )
 
 
 def _org_from_item(org_id: str, item: dict[str, Any]) -> Org:
     # An org saved before price histories existed has its current prices only, in force since ever.
-    history = PriceHistory.model_validate_json(item["price_history"]["S"]) if "price_history" in item else None
+    history = ModelPriceHistory.model_validate_json(item["price_history"]["S"]) if "price_history" in item else None
     return Org(
         org_id=org_id,
         settings=OrgSettings.model_validate_json(item["doc"]["S"]),
         price_version=int(item["price_version"]["N"]),
         price_history=history,
     )
+
+
+def _routes(profiles: Mapping[str, InferenceProfile]) -> dict[str, Any]:
+    return {label: profile.regions for label, profile in profiles.items()}
 
 
 def _priced(models: Mapping[str, ModelSpec]) -> dict[str, Any]:

@@ -61,8 +61,15 @@ async def register(request: Request, call: ClientCall) -> JSONResponse:
     if registration.verify:
         await call.svc.profile_checker.check(profile)
     org = await call.svc.catalog.require_org(call.org_id)
-    _, created = await call.svc.catalog.put_profile(org, call.app_id, registration.profile_label, profile)
-    return JSONResponse(_body(registration.profile_label, profile), status_code=201 if created else 200)
+    app, created = await call.svc.catalog.put_profile(org, call.app_id, registration.profile_label, profile)
+    # As for an org's prices: a change to what a profile costs is a new version, in force after a notice period.
+    effective_from = app.history().latest.effective_from
+    body = {
+        **_body(registration.profile_label, profile),
+        "price_version": app.profile_version,
+        "prices_effective_from": effective_from.isoformat().replace("+00:00", "Z"),
+    }
+    return JSONResponse(body, status_code=201 if created else 200)
 
 
 @client_endpoint("app")

@@ -64,12 +64,15 @@ class Rejected:
 
 
 def price_event(org: Org, app: App | None, event: UsageEvent, written_at_ms: int) -> UsageRecord | Rejected:
-    """The usage item for one event, priced with the org's prices in force at the event's timestamp (and stamped
-    with their version): catalog/price_history.py.
+    """The usage item for one event, priced with the prices in force at the event's timestamp (and stamped with
+    their version): catalog/price_history.py. A label of the org's models is priced from the org's price history and
+    stamped with its version; a label of the app's inference profiles from the app's profile history and its version.
 
-    `app` is needed only for a label of the app's own inference profiles (priced as the app has them now).
+    `app` is needed only for a label of the app's own inference profiles.
     """
     org = org.priced_at(event.model_label, event.timestamp)
+    if app is not None and event.model_label not in org.settings.models:
+        app = app.priced_at(event.model_label, event.timestamp)
     try:
         resolved = resolve_label(org, app, event.model_label, event.calling_region)
         card, discount_percent = resolved.pricing.rate_card(event.service_tier, event.batch)
@@ -77,6 +80,8 @@ def price_event(org: Org, app: App | None, event: UsageEvent, written_at_ms: int
         return Rejected(event, exc.code)
     tokens = TokenCounts.of(event)
     costs = cost_breakdown(card, tokens, discount_percent)
+    by_profile = app is not None and resolved.inference_profile_id is not None
+    version = app.profile_version if by_profile and app is not None else org.price_version
     return UsageRecord(
         org_id=event.org_id,
         app_id=event.app_id,
@@ -88,7 +93,7 @@ def price_event(org: Org, app: App | None, event: UsageEvent, written_at_ms: int
         tokens=tokens,
         cost_usd_micros=sum(costs.values()),
         category_costs=costs,
-        price_version=org.price_version,
+        price_version=version,
         accepted_at_ms=int(event.accepted_at.timestamp() * 1000),
         written_at_ms=written_at_ms,
         calling_region=event.calling_region,

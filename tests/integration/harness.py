@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+from boto3.dynamodb.types import TypeDeserializer
 
 from aggregator.usage_record import UsageRecord
 from catalog.token_counts import TokenCounts
 from infra.processes import PipelineProcess, child_environment, wait_for_http
-from infra.resource_setup import ensure_resources
+from infra.resource_setup import ensure_resources, scan_items
 from ingest_api.pipeline_status import PipelineStatus, pipeline_status
 from runtime.aws import AwsSettings, open_async_clients
 from runtime.resources import ResourceNames, table_specs
@@ -162,6 +163,15 @@ def drop_resources(settings: AwsSettings, keep: ResourceNames | None = None) -> 
         if url.rsplit("/", 1)[-1] not in kept:
             with contextlib.suppress(sqs.exceptions.QueueDoesNotExist):
                 sqs.delete_queue(QueueUrl=url)
+
+
+def usage_items(settings: AwsSettings, org_id: str) -> list[dict[str, Any]]:
+    """An org's usage items as plain values, read straight from the table."""
+    d = TypeDeserializer()
+    items = [
+        {k: d.deserialize(v) for k, v in i.items()} for i in scan_items(settings.dynamodb(), settings.names.usage_table)
+    ]
+    return [i for i in items if i.get("org_id") == org_id]
 
 
 def uncounted_usage_item(org_id: str, app_id: str, written_ago_ms: int) -> dict[str, Any]:

@@ -8,11 +8,18 @@ from typing import Any
 
 import httpx
 import pytest
-from boto3.dynamodb.types import TypeDeserializer
 
-from infra.resource_setup import scan_items
 from runtime.aws import AwsSettings
-from tests.integration.harness import ADMIN_KEY, eventually, org_settings, price, provision, usage, wait_idle
+from tests.integration.harness import (
+    ADMIN_KEY,
+    eventually,
+    org_settings,
+    price,
+    provision,
+    usage,
+    usage_items,
+    wait_idle,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -40,14 +47,6 @@ def app_today_when(
 
 def model_row(body: dict[str, Any], label: str) -> dict[str, Any]:
     return next(m for m in body["models"] if m["model_label"] == label)
-
-
-def usage_items(settings: AwsSettings, org_id: str) -> list[dict[str, Any]]:
-    d = TypeDeserializer()
-    items = [
-        {k: d.deserialize(v) for k, v in i.items()} for i in scan_items(settings.dynamodb(), settings.names.usage_table)
-    ]
-    return [i for i in items if i.get("org_id") == org_id]
 
 
 def test_single_usage_reaches_the_daily_aggregate_with_exact_cost_within_two_seconds(

@@ -3,6 +3,7 @@ a Converse usage block posted verbatim, and the earlier service's payload; poste
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -10,8 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
+from runtime.aws import AwsSettings
 from tests.integration.client_api import ADMIN, expect_error, midday_timezone
-from tests.integration.harness import Tenant, eventually, provision
+from tests.integration.harness import Tenant, eventually, provision, usage_items, wait_idle
 
 pytestmark = pytest.mark.integration
 
@@ -117,6 +119,34 @@ def test_profiles_are_registered_read_and_deleted_with_tenant_checks(api: httpx.
     assert api.put(tenant.app_path, json={"model_ordering": ["premium"]}, headers=ADMIN).status_code == 200
     assert api.delete(f"{path}/sonnet-us", headers=org_headers).status_code == 204
     expect_error(api.get(f"{path}/sonnet-us", headers=app_headers), 404, "PROFILE_NOT_FOUND")
+
+
+def test_a_profile_call_is_priced_with_the_profile_prices_in_force_at_its_timestamp(
+    api: httpx.Client, tenant: Tenant, aws_settings: AwsSettings
+) -> None:
+    r = register(tenant, profile_body())
+    assert r.status_code == 201 and r.json()["price_version"] == 2, r.text  # version 1: no profiles
+    headers = tenant.app_headers()
+
+    def post(timestamp: datetime) -> None:
+        call = event("sonnet-us", calling_region="us-east-1", input_tokens=1_000_000, output_tokens=0)
+        r = api.post(f"{tenant.app_path}/usage", json={**call, "timestamp": timestamp.isoformat()}, headers=headers)
+        assert r.status_code == 202, r.text
+
+    before_change = datetime.now(UTC)
+    doubled = profile_body()
+    doubled["regions"]["us-east-1"]["prices"] = {**SONNET, "input_per_mtok_usd_micros": 6_000_000}
+    r = register(tenant, doubled)
+    assert r.status_code == 200 and r.json()["price_version"] == 3, r.text
+    effective_from = datetime.fromisoformat(r.json()["prices_effective_from"])
+    assert effective_from > before_change
+    post(before_change)  # a call made before the change, reported after it: the price then
+    while datetime.now(UTC) <= effective_from:
+        time.sleep(0.1)
+    post(datetime.now(UTC))
+    wait_idle(aws_settings)
+    items = sorted(usage_items(aws_settings, tenant.org_id), key=lambda i: i["price_version"])
+    assert [(i["price_version"], i["cost_usd_micros"]) for i in items] == [(2, 3_000_000), (3, 6_000_000)]
 
 
 def test_every_dimension_is_priced_exactly_and_aggregated_per_category(api: httpx.Client, tenant: Tenant) -> None:

@@ -12,8 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aggregator.usage_record import UsageRecord
-from catalog.model import MAX_QUOTA_USD_MICROS, Org, Prices
-from catalog.price_history import HISTORY_KEEP_S, MAX_VERSIONS, PriceHistory
+from catalog.model import MAX_QUOTA_USD_MICROS, ModelPriceHistory, Org, Prices
+from catalog.price_history import HISTORY_KEEP_S, MAX_VERSIONS
 from catalog.token_counts import TokenCounts
 from tests.unit.factories import ORG_ID, app, org, prices
 from workers import pricing
@@ -212,7 +212,7 @@ def history_org() -> Org:
         "premium": v1["premium"].model_copy(update={"prices": prices(input_=6_000_000)}),
     }
     with_nova = {**doubled, "nova": v1["standard"].model_copy(update={"bedrock_model_id": "amazon.nova"})}
-    history = PriceHistory.first(1, v1)
+    history = ModelPriceHistory.first(1, v1)
     history = history.changed(doubled, datetime(2024, 6, 15, 12, tzinfo=UTC), datetime(2024, 6, 15, 11, 55, tzinfo=UTC))
     history = history.changed(
         with_nova, datetime(2024, 6, 15, 18, tzinfo=UTC), datetime(2024, 6, 15, 17, 55, tzinfo=UTC)
@@ -254,7 +254,7 @@ def test_a_label_no_version_ever_had_is_still_refused() -> None:
 def test_history_keeps_versions_while_their_events_can_arrive_and_at_most_its_limit() -> None:
     models = dict(org().settings.models)
     start = datetime(2024, 1, 1, tzinfo=UTC)
-    history = PriceHistory.first(1, models)
+    history = ModelPriceHistory.first(1, models)
     for day in range(1, 40):
         instant = start + timedelta(days=day)
         history = history.changed(models, instant, instant)

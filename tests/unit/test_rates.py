@@ -11,7 +11,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aggregator.usage_record import UsageRecord
-from catalog.model import App, AppSettings, ModelSpec, Org, OrgSettings, Prices, Pricing, TierNotPriced
+from catalog.model import (
+    App,
+    AppSettings,
+    ModelSpec,
+    Org,
+    OrgSettings,
+    Prices,
+    Pricing,
+    ProfileHistory,
+    TierNotPriced,
+)
 from catalog.profiles import InferenceProfile
 from catalog.token_counts import TOKEN_FIELDS, TokenCounts
 from tests.unit.factories import ORG_ID
@@ -172,6 +182,39 @@ def test_a_profile_call_is_priced_for_its_calling_region_and_records_it() -> Non
     assert west.cost_usd_micros == 11_550  # 1000 x $3.30/M + 500 x $16.50/M = 3300 + 8250
     assert (west.calling_region, west.bedrock_model_id) == ("us-west-2", "anthropic.claude-sonnet-4-20250514-v1:0")
     assert west.aggregate_key.model_label == "sonnet-us"
+
+
+def profile_history_app() -> App:
+    """sonnet-us at its catalog prices since ever; from 12:00 at twice the input price; from 18:00 removed."""
+    doubled_route = PROFILE.regions["us-east-1"].model_copy(
+        update={"prices": SONNET.model_copy(update={"input_per_mtok_usd_micros": 6_000_000})}
+    )
+    doubled = PROFILE.model_copy(update={"regions": {"us-east-1": doubled_route}})
+    history = ProfileHistory.first(1, {"sonnet-us": PROFILE})
+    history = history.changed({"sonnet-us": doubled}, at(12), at(11, 55))
+    history = history.changed({}, at(18), at(17, 55))
+    return APP.model_copy(
+        update={"settings": AppSettings(), "profiles": {}, "profile_version": 3, "profile_history": history}
+    )
+
+
+def at(hour: int, minute: int = 0) -> datetime:
+    return datetime(2024, 6, 15, hour, minute, tzinfo=UTC)
+
+
+def test_a_profile_call_is_priced_with_the_profile_prices_in_force_at_its_timestamp_and_its_version() -> None:
+    app = profile_history_app()
+    before = price_event(ORG, app, event("sonnet-us", calling_region="us-east-1", timestamp=at(11, 59)), 0)
+    after = price_event(ORG, app, event("sonnet-us", calling_region="us-east-1", timestamp=at(12)), 0)
+    # Removed at 18:00: an event of it still queued prices with its last prices.
+    removed = price_event(ORG, app, event("sonnet-us", calling_region="us-east-1", timestamp=at(19)), 0)
+    assert isinstance(before, UsageRecord) and isinstance(after, UsageRecord) and isinstance(removed, UsageRecord)
+    assert (before.cost_usd_micros, before.price_version) == (10_500, 1)
+    assert (after.cost_usd_micros, after.price_version) == (13_500, 2)  # 1000 x $6/M + 500 x $15/M
+    assert (removed.cost_usd_micros, removed.price_version) == (13_500, 2)
+    # The org's own labels keep the org's version.
+    org_label = price_event(ORG, app, event("premium", timestamp=at(13)), 0)
+    assert isinstance(org_label, UsageRecord) and org_label.price_version == ORG.price_version
 
 
 @pytest.mark.parametrize(
