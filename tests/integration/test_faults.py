@@ -287,12 +287,41 @@ def fault_log_dir(settings: AwsSettings) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def fault_deployment(aws_settings: AwsSettings) -> Iterator[tuple[AwsSettings, dict[str, str]]]:
+    """Where this module's `isolated` pipelines run, and the environment that points their processes there.
+
+    With the session on the embedded emulator: a fresh one of this module's own. DynamoDB Local slows down as stream
+    records accumulate (README, "Emulator notes"), and by now the session's has taken every earlier test's writes:
+    these tests would measure that rather than recovery from their faults. Against external endpoints (LocalStack,
+    shared and not restarted per module): those, as the session has them.
+    """
+    session_port = int(os.environ.get("CK_TEST_DYNAMODB_PORT", "18000"))
+    if aws_settings.endpoints.get("dynamodb") != f"http://127.0.0.1:{session_port}":
+        yield aws_settings, {}
+        return
+    cfg = emulator.EmulatorConfig(
+        run_dir=REPO / ".run" / f"test-{session_port + 300}",
+        cache_dir=emulator.default_cache_dir(),
+        dynamodb_port=session_port + 300,
+        sqs_port=int(os.environ.get("CK_TEST_SQS_PORT", "19324")) + 300,
+        in_memory=True,
+    )
+    emulator.start(cfg, report=lambda m: None)
+    try:
+        env = cfg.environment()
+        yield AwsSettings.from_env({**os.environ, **env, "CK_RESOURCE_PREFIX": aws_settings.names.prefix}), env
+    finally:
+        emulator.stop(cfg, report=lambda m: None)
+
+
 @pytest.fixture
-def isolated(aws_settings: AwsSettings) -> Iterator[Pipeline]:
-    """A pipeline (not yet started) on a prefix of its own in the session emulator."""
-    settings = replace(aws_settings, names=ResourceNames(f"{aws_settings.names.prefix}f{secrets.token_hex(2)}-"))
+def isolated(fault_deployment: tuple[AwsSettings, dict[str, str]]) -> Iterator[Pipeline]:
+    """A pipeline (not yet started) on a prefix of its own."""
+    base, env = fault_deployment
+    settings = replace(base, names=ResourceNames(f"{base.names.prefix}f{secrets.token_hex(2)}-"))
     create_resources(settings)
-    pipeline = Pipeline(settings, pipeline_env(settings), fault_log_dir(settings))
+    pipeline = Pipeline(settings, pipeline_env(settings, **env), fault_log_dir(settings))
     try:
         yield pipeline
     finally:
