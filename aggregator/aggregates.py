@@ -326,22 +326,29 @@ class DaySpend:
         return {label: t for (app, label), t in self.by_app_label.items() if app == app_id}
 
 
-async def read_day(ddb: DynamoDBClient, table: str, org_id: str, day: str) -> DaySpend:
-    spend = DaySpend()
+async def day_items(ddb: DynamoDBClient, table: str, org_id: str, day: str) -> list[dict[str, Any]]:
+    """Every aggregate item of an org's day, read strongly: model selection and reconcile must see what the
+    aggregator has just committed."""
+    items: list[dict[str, Any]] = []
     kwargs: dict[str, Any] = {
         "TableName": table,
         "KeyConditionExpression": "pk = :pk",
         "ExpressionAttributeValues": {":pk": {"S": day_partition(org_id, day)}},
-        # Strong reads: model selection must see spend the aggregator has just committed.
         "ConsistentRead": True,
     }
     while True:
         page = await ddb.query(**kwargs)
-        for item in page.get("Items", []):
-            spend.by_app_label[parse_sort_key(item["sk"]["S"])] = Totals.from_item(item)
+        items += [dict(item) for item in page.get("Items", [])]
         if "LastEvaluatedKey" not in page:
-            return spend
+            return items
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+async def read_day(ddb: DynamoDBClient, table: str, org_id: str, day: str) -> DaySpend:
+    spend = DaySpend()
+    for item in await day_items(ddb, table, org_id, day):
+        spend.by_app_label[parse_sort_key(item["sk"]["S"])] = Totals.from_item(item)
+    return spend
 
 
 class AggregateReader:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from aggregator.aggregates import AggregateKey, AggregateState, aggregate_correction, day_partition, parse_sort_key
+from aggregator.aggregates import AggregateKey, AggregateState, aggregate_correction, day_items, parse_sort_key
 from aggregator.checkpoints import CheckpointStore
 from aggregator.drift import KeyReport, ShardRead, plan
 from aggregator.shards import list_shards, read_after, stream_arn_of
@@ -191,20 +191,10 @@ class Reconciler:
 
     async def _states(self, org_id: str, day: str) -> dict[AggregateKey, AggregateState]:
         states: dict[AggregateKey, AggregateState] = {}
-        kwargs: dict[str, Any] = {
-            "TableName": self._names.aggregates_table,
-            "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": day_partition(org_id, day)}},
-            "ConsistentRead": True,
-        }
-        while True:
-            page = await self._ddb.query(**kwargs)
-            for item in page.get("Items", []):
-                app_id, label = parse_sort_key(item["sk"]["S"])
-                states[AggregateKey(org_id, day, app_id, label)] = AggregateState.from_item(dict(item))
-            if "LastEvaluatedKey" not in page:
-                return states
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        for item in await day_items(self._ddb, self._names.aggregates_table, org_id, day):
+            app_id, label = parse_sort_key(item["sk"]["S"])
+            states[AggregateKey(org_id, day, app_id, label)] = AggregateState.from_item(item)
+        return states
 
     async def _repair(self, result: DayResult) -> bool:
         """Repair every drifting, settled key; False if any repair was refused (the day is planned again)."""
