@@ -10,7 +10,7 @@ every request against them.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -319,34 +319,40 @@ class CatalogStore:
 
     async def put_profile(self, org: Org, app_id: str, label: str, profile: InferenceProfile) -> tuple[App, bool]:
         """Register (or replace) an app's inference profile; True if the label was new."""
-        key = app_key(org.org_id, app_id)
-        for _ in range(_MAX_ATTEMPTS):
-            item = await self._get_item(key)
-            if item is None:
-                raise AppNotFound(org.org_id, app_id)
-            current = _app_from_item(org.org_id, app_id, item)
+
+        def added(current: App) -> dict[str, InferenceProfile]:
             if label not in current.profiles and len(current.profiles) >= MAX_PROFILES:
                 raise TooManyProfiles(f"an app has at most {MAX_PROFILES} inference profiles")
-            app = self._with_profiles(current, {**current.profiles, label: profile})
-            app.check_against(org)
-            if await self._set_profiles(key, item, app):
-                return app, label not in current.profiles
-        raise ConcurrentUpdate(f"app {org.org_id}/{app_id} changed concurrently {_MAX_ATTEMPTS} times")
+            return {**current.profiles, label: profile}
+
+        before, app = await self._change_profiles(org, app_id, added)
+        return app, label not in before.profiles
 
     async def delete_profile(self, org: Org, app_id: str, label: str) -> None:
-        key = app_key(org.org_id, app_id)
-        for _ in range(_MAX_ATTEMPTS):
-            item = await self._get_item(key)
-            if item is None:
-                raise AppNotFound(org.org_id, app_id)
-            current = _app_from_item(org.org_id, app_id, item)
+        def removed(current: App) -> dict[str, InferenceProfile]:
             if label not in current.profiles:
                 raise ProfileNotFound(f"app {app_id} has no inference profile {label!r}")
             if label in (current.settings.model_ordering or []) or label in current.settings.daily_quotas_usd_micros:
                 raise LabelInUse(f"app {app_id} names {label!r} in its model_ordering or quotas; update the app first")
-            remaining = {name: p for name, p in current.profiles.items() if name != label}
-            if await self._set_profiles(key, item, self._with_profiles(current, remaining)):
-                return
+            return {name: p for name, p in current.profiles.items() if name != label}
+
+        await self._change_profiles(org, app_id, removed)
+
+    async def _change_profiles(
+        self, org: Org, app_id: str, change: Callable[[App], dict[str, InferenceProfile]]
+    ) -> tuple[App, App]:
+        """Read the app, give its profiles `change`d (which may refuse by raising), write them back if the app is
+        still as read; (the app before, the app after)."""
+        key = app_key(org.org_id, app_id)
+        for _ in range(_MAX_ATTEMPTS):
+            item = await self._get_item(key)
+            if item is None:
+                raise AppNotFound(org.org_id, app_id)
+            current = _app_from_item(org.org_id, app_id, item)
+            app = self._with_profiles(current, change(current))
+            app.check_against(org)
+            if await self._set_profiles(key, item, app):
+                return current, app
         raise ConcurrentUpdate(f"app {org.org_id}/{app_id} changed concurrently {_MAX_ATTEMPTS} times")
 
     def _with_profiles(self, current: App, profiles: dict[str, InferenceProfile]) -> App:
