@@ -47,7 +47,8 @@ from typing import Any
 
 import httpx
 
-from bench.ingest_benchmark import APP_ID, Tenant, check_totals, free_port, port_open, provision, read_aggregates
+from bench import ingest_benchmark
+from bench.ingest_benchmark import APP_ID, Tenant, check_totals, free_port, provision, read_aggregates
 from bench.load import run_load
 from bench.report import fmt, ms, percentile, table, verdict
 from bench.workload import LABELS, PlannedEvent, plan_requests
@@ -55,7 +56,6 @@ from catalog.model import Org
 from catalog.store import CatalogStore
 from catalog.token_counts import TokenCounts
 from costkeeper_client import ClientOptions, CostKeeperClient
-from infra import emulator
 from infra.processes import PipelineProcess, child_environment, wait_for_http
 from runtime.aws import ENDPOINT_VARIABLES, AwsSettings, open_async_clients
 from workers.insert import MAX_STATEMENTS_PER_BATCH, BatchInserter
@@ -83,24 +83,9 @@ def log(message: str) -> None:
 
 @contextmanager
 def fresh_emulator(external: bool) -> Iterator[None]:
-    """An emulator of our own for one part, stopped after it (nothing when AWS_ENDPOINT_URL_* are set)."""
-    if external:
+    """An in-memory emulator of our own for one part, on this benchmark's ports (the ingest benchmark's helper)."""
+    with ingest_benchmark.fresh_emulator(external, RUN_DIR, DYNAMODB_PORT, SQS_PORT, log):
         yield
-        return
-    if any(port_open(port) for port in (DYNAMODB_PORT, SQS_PORT)):
-        raise RuntimeError(f"ports {DYNAMODB_PORT}/{SQS_PORT} are taken: another benchmark is running?")
-    cfg = emulator.EmulatorConfig(
-        run_dir=RUN_DIR, cache_dir=emulator.default_cache_dir(), dynamodb_port=DYNAMODB_PORT, sqs_port=SQS_PORT
-    )
-    emulator.start(cfg, report=log)
-    os.environ.update(cfg.environment())
-    try:
-        yield
-    finally:
-        emulator.stop(cfg, report=log)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and any(port_open(port) for port in (DYNAMODB_PORT, SQS_PORT)):
-            time.sleep(0.1)
 
 
 def settings_for(prefix: str) -> AwsSettings:

@@ -108,31 +108,39 @@ def provision(settings: AwsSettings) -> Tenant:
 
 
 @contextmanager
-def fresh_emulator(external: bool) -> Iterator[None]:
-    """Our own emulator for one phase, stopped after it; nothing when AWS_ENDPOINT_URL_* name endpoints to use.
+def fresh_emulator(
+    external: bool,
+    run_dir: Path = RUN_DIR,
+    dynamodb_port: int = DYNAMODB_PORT,
+    sqs_port: int = SQS_PORT,
+    report: Callable[[str], None] = log,
+) -> Iterator[None]:
+    """Our own emulator for one phase, in memory and stopped after it; nothing when AWS_ENDPOINT_URL_* name endpoints.
 
     A fresh one per phase: DynamoDB Local serves every request from one SQLite thread, and its work per request grows
-    with what earlier phases left in its database (stream records above all), so a shared one would make each
-    phase's figures depend on the phases before it.
+    with what earlier phases (or runs: the launcher keeps tables on disk unless told otherwise) left in its database,
+    stream records above all, so a shared one would make each phase's figures depend on what ran before it.
     """
     if external:
         yield
         return
+    if any(port_open(port) for port in (dynamodb_port, sqs_port)):
+        raise RuntimeError(f"ports {dynamodb_port}/{sqs_port} are taken: another benchmark is running?")
     cfg = emulator.EmulatorConfig(
-        run_dir=RUN_DIR,
+        run_dir=run_dir,
         cache_dir=emulator.default_cache_dir(),
-        dynamodb_port=DYNAMODB_PORT,
-        sqs_port=SQS_PORT,
+        dynamodb_port=dynamodb_port,
+        sqs_port=sqs_port,
         in_memory=True,
     )
-    emulator.start(cfg, report=lambda m: log(m))
+    emulator.start(cfg, report=report)
     os.environ.update(cfg.environment())
     try:
         yield
     finally:
-        emulator.stop(cfg, report=lambda m: log(m))
+        emulator.stop(cfg, report=report)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and any(port_open(port) for port in (DYNAMODB_PORT, SQS_PORT)):
+        while time.monotonic() < deadline and any(port_open(port) for port in (dynamodb_port, sqs_port)):
             time.sleep(0.1)
 
 
