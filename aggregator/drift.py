@@ -79,8 +79,9 @@ def plan(
     """One report per aggregate key of the org's day that has an aggregate, usage items or records in flight.
 
     `usage` is the day's items from the index; `shards` every shard's records after its first checkpoint (read after
-    the index was); `checkpoints` each shard's checkpoint read after that, and `states` the aggregates read after the
-    checkpoints, so every record at or before a checkpoint had been counted when its aggregate was read.
+    the index was, extended to the cuts); `checkpoints` each shard's checkpoint read after the index, and `states`
+    the aggregates read after the checkpoints, so every record at or before a checkpoint had been counted when its
+    aggregate was read.
     """
 
     def ours(key: AggregateKey) -> bool:

@@ -6,12 +6,13 @@ a cut; this reads what it needs in the order that makes that exact, then repairs
 1. each shard's checkpoint (`start`);
 2. after `settle_s`, the day's usage items from the index (an item's index entry lags its write: every record at
    or before `start` was written more than `settle_s` earlier, so its item is in the index);
-3. after `settle_s` more, each shard's records after `start`, up to the first usage item written more than
-   `settle_s` after the index was read (a stream record lags its item too: every item the index showed now has its
-   record readable, so it is either at or before `start`, or seen here; and every record after that first one
-   was written later, so the index cannot have shown its item);
-4. the checkpoints again, then the aggregates (so every record up to a checkpoint was counted before its aggregate
-   was read); the shard reads are extended until they cover every cut.
+3. after `settle_s` more, the checkpoints again; then each shard's records after `start`, up to the first usage
+   item written more than `settle_s` after the index was read (a stream record lags its item too: every item the
+   index showed now has its record readable, so it is either at or before `start`, or seen here; and every record
+   after that first one was written later, so the index cannot have shown its item). One read serves every day
+   and round; a shard that opens later is read when it first appears;
+4. the aggregates (after the checkpoints, so every record up to a checkpoint was counted before its aggregate was
+   read); the shard reads are extended until they cover every cut.
 
 A repair is one UpdateItem per drifting key that ADDs the difference (aggregates.aggregate_correction): what the
 aggregator counts after the read is past the cut and not in the difference, so the aggregator does not have to stop
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
     from types_aiobotocore_dynamodbstreams import DynamoDBStreamsClient
 
 DEFAULT_SETTLE_S = 5.0
-# Rounds of a day whose repair the aggregator keeps overtaking; then it is reported as not repaired.
+# Rounds of a day whose repairs keep being refused; then what is still off is reported as not repaired.
 MAX_ROUNDS = 5
 
 
@@ -58,10 +59,10 @@ class DayResult:
     org_id: str
     day: str
     reports: list[KeyReport] = field(default_factory=list)
-    # Keys repaired, in any round; and those of the last round's plan.
-    repaired: list[AggregateKey] = field(default_factory=list)
+    # Keys repaired in any round (a round after a refusal plans only what is still off); and those of the last plan.
+    repaired: set[AggregateKey] = field(default_factory=set)
     repaired_last: set[AggregateKey] = field(default_factory=set)
-    # Rounds whose repair was refused because the aggregator had counted meanwhile.
+    # Rounds with a repair refused because what it was computed from had changed (aggregates.aggregate_correction).
     refused_rounds: int = 0
     unreadable_items: int = 0
 
@@ -104,11 +105,14 @@ class Reconciler:
         covered_ms = int(time.time() * 1000)
         await asyncio.sleep(self._settle_s)
         results = [DayResult(org_id, day, unreadable_items=usage[(org_id, day)][1]) for org_id, day in days]
+        # One read of the stream serves every day and round: each only extends it to its cuts.
+        reads: dict[str, ShardRead] = {}
         for result in results:
             items = usage[(result.org_id, result.day)][0]
             for _ in range(MAX_ROUNDS):
-                reads = await self._read_shards(stream_arn, start, covered_ms)
                 late = await self._checkpoint_sequence_numbers(stream_arn)
+                # After the checkpoints: every shard they name is read (a shard may have opened since).
+                reads = await self._read_shards(stream_arn, start, covered_ms, reads)
                 states = await self._states(result.org_id, result.day)
                 reads = await self._extend(stream_arn, start, reads, states, late)
                 cuts = {shard_id: _pos(seq) for shard_id, seq in late.items()}
@@ -127,17 +131,20 @@ class Reconciler:
         return found
 
     async def _read_shards(
-        self, stream_arn: str, start: dict[str, str | None], covered_ms: int
+        self, stream_arn: str, start: dict[str, str | None], covered_ms: int, reads: dict[str, ShardRead]
     ) -> dict[str, ShardRead]:
+        """`reads` with every shard not read yet read from its start to past what the index can show."""
         past_ms = covered_ms + int(self._settle_s * 1000)
 
         def written_later(raw: Mapping[str, Any]) -> bool:
             inserted = decode(raw).inserted
             return inserted is not None and inserted.written_at_ms > past_ms
 
-        reads: dict[str, ShardRead] = {}
-        for shard in await list_shards(self._streams, stream_arn):
-            shard_id = shard["ShardId"]
+        unread = [s["ShardId"] for s in await list_shards(self._streams, stream_arn) if s["ShardId"] not in reads]
+        if not unread:
+            return reads
+        reads = dict(reads)
+        for shard_id in unread:
             raw = await read_after(self._streams, stream_arn, shard_id, start.get(shard_id), enough=written_later)
             reads[shard_id] = ShardRead(shard_id, decode_all(raw))
         self._report(f"read {sum(len(r.records) for r in reads.values())} stream record(s) from {len(reads)} shard(s)")
@@ -214,7 +221,7 @@ class Reconciler:
                     raise
                 refused = True
                 continue
-            result.repaired.append(report.key)
+            result.repaired.add(report.key)
             result.repaired_last.add(report.key)
         return not refused
 

@@ -485,7 +485,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         else:
             _say(
                 f"org {result.org_id} day {result.day}: {len(result.reports)} aggregate(s), "
-                f"{len(result.drifted)} drifting, {len(result.repaired_last)} repaired, {pending} usage item(s) "
+                f"{len(result.drifted)} drifting, {len(result.repaired)} repaired, {pending} usage item(s) "
                 f"still on their way to the aggregator"
                 + (f", {result.unreadable_items} unreadable usage item(s)" if result.unreadable_items else "")
             )
