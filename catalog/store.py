@@ -30,6 +30,7 @@ from catalog.model import (
     ProfileHistory,
     UnknownLabels,
 )
+from catalog.price_history import Priced, PriceHistory
 from catalog.profiles import InferenceProfile
 from catalog.sessions import SessionGrant, SessionState
 
@@ -287,8 +288,7 @@ class CatalogStore:
             # Any change to what a label costs, or which labels have a price, is a new version, in force after the
             # notice period (catalog/price_history.py); the versions before it keep pricing their events.
             if _priced(current.settings.models) != _priced(settings.models):
-                now = datetime.now(UTC)
-                history = history.changed(settings.models, now + timedelta(seconds=self._price_change_notice_s), now)
+                history = self._after_notice(history, settings.models)
             org = Org(org_id=org_id, settings=settings, price_version=history.latest.version, price_history=history)
             numbers = {"price_version": org.price_version}
             strings = {"price_history": history.model_dump_json()}
@@ -355,13 +355,17 @@ class CatalogStore:
                 return current, app
         raise ConcurrentUpdate(f"app {org.org_id}/{app_id} changed concurrently {_MAX_ATTEMPTS} times")
 
+    def _after_notice(self, history: PriceHistory[Priced], models: Mapping[str, Priced]) -> PriceHistory[Priced]:
+        """The history with `models` as a new version, in force once the notice period has passed."""
+        now = datetime.now(UTC)
+        return history.changed(models, now + timedelta(seconds=self._price_change_notice_s), now)
+
     def _with_profiles(self, current: App, profiles: dict[str, InferenceProfile]) -> App:
         """The app with these profiles; a change to what a profile label costs (or which labels have a price) is a new
         version of its profile history, in force after the notice period, as for an org's prices."""
         history = current.history()
         if _routes(current.profiles) != _routes(profiles):
-            now = datetime.now(UTC)
-            history = history.changed(profiles, now + timedelta(seconds=self._price_change_notice_s), now)
+            history = self._after_notice(history, profiles)
         return current.model_copy(
             update={"profiles": profiles, "profile_version": history.latest.version, "profile_history": history}
         )
