@@ -24,6 +24,7 @@ from botocore.exceptions import ClientError
 from aggregator.aggregates import AggregateState, aggregate_update
 from aggregator.rollup import KeyRun, key_runs
 from aggregator.stream_record import StreamRecord
+from runtime.aws import condition_failed
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -82,7 +83,7 @@ class AggregateApplier:
                 try:
                     await self._ddb.update_item(**update)
                 except ClientError as exc:
-                    if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                    if not condition_failed(exc):
                         raise
                     outcome.refused_updates += 1
                     applied = (await self._state(run, exc.response.get("Item"))).applied.get(shard_id)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from aggregator.stream_record import position
+from runtime.aws import condition_failed
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -44,10 +45,6 @@ class Checkpoint:
 
 def checkpoint_key(stream_arn: str, shard_id: str) -> dict[str, Any]:
     return {"pk": {"S": f"{stream_arn}|{shard_id}"}}
-
-
-def _condition_failed(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
 class CheckpointStore:
@@ -105,7 +102,7 @@ class CheckpointStore:
                 )
                 return True
             except ClientError as exc:
-                if not _condition_failed(exc):
+                if not condition_failed(exc):
                     raise
             response = await self._ddb.get_item(
                 TableName=self._table, Key=checkpoint_key(stream_arn, shard_id), ConsistentRead=True

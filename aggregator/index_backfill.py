@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from aggregator.usage_record import DAY_INDEX_ATTRIBUTE, UsageRecord
+from runtime.aws import condition_failed
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -95,7 +96,7 @@ async def _key(
                 ExpressionAttributeValues={":b": {"S": usage.day_index_key}},
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            if not condition_failed(exc):
                 raise
             stats.skipped += 1
             return

@@ -43,6 +43,7 @@ from aggregator.drift import KeyReport, ShardRead, plan
 from aggregator.shards import list_shards, read_after, stream_arn_of
 from aggregator.stream_record import decode, decode_all, position
 from aggregator.usage_record import DAY_BUCKETS, DAY_INDEX, DAY_INDEX_ATTRIBUTE, UsageRecord, day_bucket
+from runtime.aws import condition_failed
 from runtime.resources import ResourceNames
 
 if TYPE_CHECKING:
@@ -217,7 +218,7 @@ class Reconciler:
             try:
                 await self._ddb.update_item(**update)
             except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                if not condition_failed(exc):
                     raise
                 refused = True
                 continue

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from aiobotocore.session import get_session
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from runtime.env import overrides
 from runtime.resources import DEFAULT_PREFIX, ResourceNames
@@ -104,3 +105,8 @@ async def open_async_clients(settings: AwsSettings) -> AsyncIterator[AsyncClient
             session.create_client("dynamodbstreams", **settings.client_kwargs("dynamodbstreams"))
         )
         yield AsyncClients(dynamodb=dynamodb, sqs=sqs, streams=streams)
+
+
+def condition_failed(exc: ClientError) -> bool:
+    """A conditional write refused because its condition did not hold: the one error a conditional writer expects."""
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
